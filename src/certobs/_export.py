@@ -1,0 +1,278 @@
+"""``certobs.configure()`` and ``certobs.shutdown()``: build and tear down SDK providers.
+
+The SDK and the exporters are imported here, inside the functions, so ``import certobs`` loads
+none of them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from certobs import _runtime
+from certobs._config import Settings, settings
+from certobs._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+logger = logging.getLogger("certobs")
+
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds :func:`shutdown` waits for the final export before giving up."""
+
+
+class _Configured:
+    lock = threading.Lock()
+    meter_provider: MeterProvider | None = None
+    tracer_provider: TracerProvider | None = None
+    http_server: Any = None
+    settings: Settings | None = None
+    atexit_registered = False
+
+
+def configure(
+    *,
+    exporter: str | None = None,
+    service_name: str | None = None,
+    endpoint: str | None = None,
+    protocol: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    export_interval: float | None = None,
+    traces: bool | None = None,
+    resource_attributes: Mapping[str, str | bool | int | float] | None = None,
+    prometheus_host: str | None = None,
+    prometheus_port: int | None = None,
+    set_global: bool = True,
+) -> Settings:
+    """Set up OpenTelemetry export for certobs telemetry.
+
+    Builds an SDK ``MeterProvider`` (and a ``TracerProvider`` when traces are on) with the chosen
+    exporter. An application that configures OpenTelemetry itself does not need this: certobs
+    records through the global providers.
+
+    Every setting follows the same precedence: this argument, then the environment, then the
+    default (see ``docs/configuration.md``). With ``OTEL_SDK_DISABLED=true`` nothing is
+    installed.
+
+    Args:
+        exporter: ``otlp`` (default), ``prometheus`` (a scrape endpoint), ``console`` or
+            ``none``. Environment: ``CERTOBS_EXPORTER``, then ``OTEL_METRICS_EXPORTER``.
+        service_name: The ``service.name`` resource attribute. Environment:
+            ``OTEL_SERVICE_NAME``.
+        endpoint: OTLP base URL, e.g. ``http://collector:4317``. Environment:
+            ``OTEL_EXPORTER_OTLP_ENDPOINT``; default: the exporter's (localhost 4317 or 4318).
+        protocol: OTLP transport, ``grpc`` (default) or ``http/protobuf``. Environment:
+            ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL``, then ``OTEL_EXPORTER_OTLP_PROTOCOL``.
+        headers: Headers sent with OTLP requests. Environment: ``OTEL_EXPORTER_OTLP_HEADERS``.
+        export_interval: Seconds between metric exports (default 10). Environment:
+            ``OTEL_METRIC_EXPORT_INTERVAL``, in milliseconds.
+        traces: Export spans too. Environment: ``CERTOBS_TRACES``. Default: on for ``otlp``.
+        resource_attributes: Extra resource attributes, merged over
+            ``OTEL_RESOURCE_ATTRIBUTES``.
+        prometheus_host: Address the scrape endpoint listens on (default ``localhost``).
+            Environment: ``OTEL_EXPORTER_PROMETHEUS_HOST``.
+        prometheus_port: Its port (default 9464, 0 for a free one). Environment:
+            ``OTEL_EXPORTER_PROMETHEUS_PORT``.
+        set_global: Also install the providers as OpenTelemetry's global ones, when the
+            application has not installed its own (default True).
+
+    Returns:
+        The resolved settings.
+
+    Raises:
+        ConfigurationError: A setting is invalid, an optional dependency is missing, or certobs
+            is already configured (call :func:`certobs.shutdown` first). Nothing is left
+            half-configured.
+    """
+    resolved = settings(
+        exporter=exporter,
+        protocol=protocol,
+        endpoint=endpoint,
+        headers=headers,
+        export_interval=export_interval,
+        traces=traces,
+        service_name=service_name,
+        resource_attributes=resource_attributes,
+        prometheus_host=prometheus_host,
+        prometheus_port=prometheus_port,
+    )
+    with _Configured.lock:
+        if _Configured.meter_provider is not None:
+            raise ConfigurationError(
+                "certobs is already configured; call certobs.shutdown() before configuring again"
+            )
+        if resolved.disabled:
+            logger.info("certobs: OTEL_SDK_DISABLED is set; no telemetry is exported")
+            _Configured.settings = resolved
+            return resolved
+        built = _build(resolved)
+        meter_provider, tracer_provider, server = built
+        _Configured.meter_provider = meter_provider
+        _Configured.tracer_provider = tracer_provider
+        _Configured.http_server = server
+        _Configured.settings = resolved
+        _runtime.install(meter_provider, tracer_provider)
+        if set_global:
+            _set_global(meter_provider, tracer_provider)
+        if not _Configured.atexit_registered:
+            atexit.register(shutdown)
+            _Configured.atexit_registered = True
+    return resolved
+
+
+def _set_global(meter_provider: MeterProvider, tracer_provider: TracerProvider | None) -> None:
+    from opentelemetry import metrics, trace  # noqa: PLC0415
+    from opentelemetry.metrics import _internal as metrics_internal  # noqa: PLC0415
+
+    if metrics_internal._METER_PROVIDER is None:
+        metrics.set_meter_provider(meter_provider)
+    if tracer_provider is not None and trace._TRACER_PROVIDER is None:
+        trace.set_tracer_provider(tracer_provider)
+
+
+def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
+    """Create the providers, readers and exporters; nothing global is touched."""
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
+    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+
+    attributes: dict[str, Any] = dict(s.resource_attributes)
+    if s.service_name is not None:
+        attributes["service.name"] = s.service_name
+    resource = Resource.create(attributes)
+    readers: list[MetricReader] = []
+    server = None
+    span_exporter: Any = None
+    interval_ms = s.export_interval * 1000.0
+    if s.exporter == "otlp":
+        metric_exporter, span_exporter = _otlp_exporters(s)
+        readers.append(
+            PeriodicExportingMetricReader(metric_exporter, export_interval_millis=interval_ms)
+        )
+        if not s.traces:
+            span_exporter = None
+    elif s.exporter == "console":
+        from certobs._console import ConsoleMetricExporter  # noqa: PLC0415
+
+        readers.append(
+            PeriodicExportingMetricReader(
+                ConsoleMetricExporter(), export_interval_millis=interval_ms
+            )
+        )
+        if s.traces:
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter  # noqa: PLC0415
+
+            span_exporter = ConsoleSpanExporter()
+    elif s.exporter == "prometheus":
+        reader, server = _prometheus(s)
+        readers.append(reader)
+    meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+    tracer_provider = None
+    if span_exporter is not None:
+        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    return meter_provider, tracer_provider, server
+
+
+def _otlp_exporters(s: Settings) -> tuple[Any, Any]:
+    headers = dict(s.headers) if s.headers is not None else None
+    if s.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
+            OTLPMetricExporter,
+        )
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        return (
+            OTLPMetricExporter(endpoint=s.endpoint, headers=headers),
+            OTLPSpanExporter(endpoint=s.endpoint, headers=headers) if s.traces else None,
+        )
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+        OTLPMetricExporter as HTTPMetricExporter,
+    )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter as HTTPSpanExporter,
+    )
+
+    # OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; the HTTP exporters want the signal's path.
+    base = s.endpoint.rstrip("/") if s.endpoint else None
+    return (
+        HTTPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None, headers=headers),
+        HTTPSpanExporter(endpoint=f"{base}/v1/traces" if base else None, headers=headers)
+        if s.traces
+        else None,
+    )
+
+
+def _prometheus(s: Settings) -> tuple[MetricReader, Any]:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
+        from prometheus_client import REGISTRY, start_http_server  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigurationError(
+            "exporter='prometheus' needs the prometheus extra: pip install 'certobs[prometheus]'"
+        ) from exc
+    reader = PrometheusMetricReader()
+    try:
+        server, _thread = start_http_server(s.prometheus_port, addr=s.prometheus_host)
+    except OSError as exc:
+        REGISTRY.unregister(reader._collector)
+        raise ConfigurationError(
+            f"prometheus_port={s.prometheus_port}: cannot listen on "
+            f"{s.prometheus_host}:{s.prometheus_port} ({exc}); choose another port "
+            "(OTEL_EXPORTER_PROMETHEUS_PORT) or 0 for a free one"
+        ) from exc
+    return reader, server
+
+
+def prometheus_address() -> tuple[str, int] | None:
+    """Return the (host, port) the Prometheus scrape endpoint listens on, if one is running."""
+    server = _Configured.http_server
+    if server is None:
+        return None
+    host, port = server.server_address[:2]
+    return str(host), int(port)
+
+
+def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
+    """Flush what was recorded and stop the exporters that :func:`configure` started.
+
+    Safe to call more than once, and called at interpreter exit. Waits at most about
+    ``timeout`` seconds, also when the collector cannot be reached.
+
+    Args:
+        timeout: Seconds to wait for the final export.
+    """
+    with _Configured.lock:
+        meter_provider = _Configured.meter_provider
+        tracer_provider = _Configured.tracer_provider
+        server = _Configured.http_server
+        _Configured.meter_provider = None
+        _Configured.tracer_provider = None
+        _Configured.http_server = None
+        _Configured.settings = None
+        if meter_provider is None:
+            return
+        _runtime.install(None, None)
+    millis = max(timeout, 0.0) * 1000.0
+    try:
+        if tracer_provider is not None:
+            tracer_provider.force_flush(int(millis))
+            tracer_provider.shutdown()
+        meter_provider.shutdown(timeout_millis=millis)
+    except Exception:
+        logger.exception("certobs: error while flushing telemetry at shutdown")
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

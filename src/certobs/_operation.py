@@ -1,0 +1,536 @@
+"""Lifecycle operations: one object that is both a decorator and a context manager.
+
+Everything that can be decided when decorating is decided then (sync or async, static
+attributes, which argument feeds which attribute); a call does: check, clock, call, record.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as _dt
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from time import perf_counter
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from certobs import _runtime
+from certobs._errors import ConfigurationError, internal_error, log_once
+from certobs.semconv import attributes as a
+from certobs.semconv.attributes import CertificateOperationNameValues as OpName
+from certobs.semconv.metrics import CERTIFICATE_OPERATION_DURATION, METRICS
+
+if TYPE_CHECKING:
+    from certobs._x509 import CertificateLike
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = [
+    "Operation",
+    "OperationHandle",
+    "current_operation",
+    "error_type",
+]
+
+AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+
+# Attributes that go on the duration histogram as well as on the span. Everything else a user
+# sets goes on the span only, so metric cardinality stays bounded by design.
+METRIC_KEYS: Final = frozenset(METRICS[CERTIFICATE_OPERATION_DURATION].attributes) - {
+    a.ERROR_TYPE,
+    a.CERTIFICATE_OPERATION_NAME,
+}
+
+_current: contextvars.ContextVar[OperationHandle | None] = contextvars.ContextVar(
+    "certobs_current_operation", default=None
+)
+
+
+def error_type(exc: BaseException) -> str:
+    """Return the ``error.type`` value for an exception: its fully qualified class name.
+
+    Built-in exceptions keep their bare name (``TimeoutError``); others are prefixed by their
+    module (``acme.errors.ValidationError``).
+
+    >>> error_type(TimeoutError())
+    'TimeoutError'
+    """
+    cls = type(exc)
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    return f"{module}.{cls.__qualname__}"
+
+
+def _valid_value(value: object) -> bool:
+    if isinstance(value, str | bool | int | float):
+        return True
+    if isinstance(value, list | tuple) and value:
+        kinds = {type(v) for v in value}
+        return len(kinds) == 1 and next(iter(kinds)) in (str, bool, int, float)
+    return False
+
+
+class OperationHandle:
+    """One run of an operation: set per-call attributes and the certificate it produced.
+
+    Obtained from ``with certobs.renewal(...) as op`` or, inside a decorated function, from
+    :func:`certobs.current_operation`. Its methods never raise into the caller: bad values are
+    dropped with one warning per attribute key.
+    """
+
+    __slots__ = (
+        "_metric_attrs",
+        "_previous_not_after",
+        "_span",
+        "_start",
+        "_token",
+        "_ctx_token",
+        "operation",
+    )
+
+    def __init__(self, operation: Operation) -> None:
+        self.operation = operation
+        self._metric_attrs = operation._metric_attrs if operation is not None else {}
+        self._span: trace.Span | None = None
+        self._start = 0.0
+        self._token: contextvars.Token[OperationHandle | None] | None = None
+        self._ctx_token: object | None = None
+        self._previous_not_after: float | None = None
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Set an attribute on this run of the operation.
+
+        The low-cardinality attributes of ``certificate.operation.duration``
+        (``certificate.issuer.name``, ``certificate.deployment.target.type``,
+        ``deployment.environment.name``) go on the metric and the span; any other key goes on
+        the span only.
+
+        Args:
+            key: The attribute name, preferably a constant from ``certobs.semconv.attributes``.
+            value: A string, bool, int or float, or a non-empty list of one of those. Other
+                values (``None`` included) are dropped with one warning per key.
+        """
+        try:
+            if not isinstance(key, str) or not key:
+                log_once(f"attr-key:{key!r}", "certobs: dropped attribute with invalid key %r", key)
+                return
+            if not _valid_value(value):
+                log_once(
+                    f"attr-value:{key}",
+                    "certobs: dropped attribute %r: value %r of type %s is not a str, bool, int, "
+                    "float or a non-empty list of one of those (warned once per key)",
+                    key,
+                    value,
+                    type(value).__name__,
+                )
+                return
+            if key in METRIC_KEYS:
+                if self._metric_attrs is self.operation._metric_attrs:
+                    self._metric_attrs = dict(self._metric_attrs)
+                self._metric_attrs[key] = value
+            if self._span is not None:
+                self._span.set_attribute(key, value)
+        except Exception as exc:
+            internal_error("setting an operation attribute", exc)
+
+    def set_certificate(
+        self, certificate: CertificateLike, *, previous: CertificateLike | None = None
+    ) -> None:
+        """Record the certificate this operation produced or acted on.
+
+        Its identity (subject, issuer, serial, SHA-256 fingerprint, SANs, validity) goes on the
+        span. For a renewal, pass the certificate being replaced as ``previous``: when the
+        renewal succeeds, its remaining validity is recorded as
+        ``certificate.renewal.lead_time``.
+
+        Args:
+            certificate: A ``cryptography.x509.Certificate``, or its PEM or DER bytes.
+            previous: The certificate being replaced, same forms.
+        """
+        try:
+            from certobs import _x509  # noqa: PLC0415 - cryptography loads only when used
+
+            if previous is not None and self.operation.name == OpName.RENEW.value:
+                old = _x509.load(previous)
+                if old is not None:
+                    self._previous_not_after = old.not_valid_after_utc.timestamp()
+            if self._span is not None and self._span.is_recording():
+                cert = _x509.load(certificate)
+                if cert is not None:
+                    self._span.set_attributes(_x509.identity_attributes(cert))
+        except Exception as exc:
+            internal_error("reading a certificate for set_certificate()", exc)
+
+    # Lifecycle, driven by Operation.
+
+    def _begin(self) -> None:
+        op = self.operation
+        inst = _runtime.instruments()
+        inst.active.add(1, op._active_attrs)
+        tracer = _runtime.tracer()
+        if tracer is not None:
+            span = tracer.start_span(op.span_name, attributes=op._span_attrs)
+            self._span = span
+            self._ctx_token = otel_context.attach(trace.set_span_in_context(span))
+        self._token = _current.set(self)
+        self._start = perf_counter()
+
+    def _end(self, exc: BaseException | None) -> None:
+        duration = perf_counter() - self._start
+        op = self.operation
+        inst = _runtime.instruments()
+        attrs = self._metric_attrs
+        span = self._span
+        if exc is not None:
+            etype = error_type(exc)
+            attrs = {**attrs, a.ERROR_TYPE: etype}
+            if span is not None:
+                span.set_attribute(a.ERROR_TYPE, etype)
+                span.record_exception(exc, escaped=True)
+                span.set_status(trace.StatusCode.ERROR, f"{etype}: {exc}")
+        # Recorded while the span is still current, so exemplars link to it.
+        inst.duration.record(duration, attrs)
+        inst.active.add(-1, op._active_attrs)
+        if exc is None and self._previous_not_after is not None:
+            lead = self._previous_not_after - _dt.datetime.now(_dt.timezone.utc).timestamp()
+            issuer = attrs.get(a.CERTIFICATE_ISSUER_NAME)
+            inst.lead_time.record(
+                max(lead, 0.0), {a.CERTIFICATE_ISSUER_NAME: issuer} if issuer else {}
+            )
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        if span is not None:
+            if self._ctx_token is not None:
+                otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
+                self._ctx_token = None
+            span.end()
+
+
+class _NoopHandle(OperationHandle):
+    """What :func:`current_operation` returns outside an operation: accepts and drops."""
+
+    __slots__ = ()
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:  # noqa: D102
+        return None
+
+    def set_certificate(  # noqa: D102
+        self, certificate: CertificateLike, *, previous: CertificateLike | None = None
+    ) -> None:
+        return None
+
+
+def current_operation() -> OperationHandle:
+    """Return the handle of the operation running in this context.
+
+    Inside a function decorated with a certobs operation this is that call's handle; outside
+    any operation (or while certobs records nothing) it is a handle that ignores what it is
+    given, so the call is always safe.
+
+    >>> current_operation().set_attribute("certificate.id", "api")  # no operation: ignored
+    """
+    return _current.get() or _NOOP
+
+
+def _check_static(name: str, value: object) -> None:
+    if value is not None and not _valid_value(value):
+        raise ConfigurationError(
+            f"{name}={value!r}: expected a str, bool, int or float (or a non-empty list of one), "
+            f"got {type(value).__name__}"
+        )
+
+
+class Operation:
+    """A certificate lifecycle operation: decorator and context manager in one object.
+
+    Use the presets (:data:`certobs.renewal`, :data:`certobs.deployment`, ...) or
+    :func:`certobs.operation` for a custom name. As a decorator it wraps sync functions,
+    coroutine functions, methods, classmethods and staticmethods, keeping their signature;
+    generator functions are refused. As a context manager (``with`` or ``async with``) it yields
+    an :class:`OperationHandle`. One object can be entered many times, from many threads.
+
+    Each run records ``certificate.operation.duration`` (with ``error.type`` when it raised) and
+    ``certificate.operation.active``, and opens a span named ``certificate.<operation>`` when a
+    TracerProvider is installed. Exceptions from the wrapped code propagate unchanged.
+    """
+
+    __slots__ = (
+        "_active_attrs",
+        "_arg_positions",
+        "_metric_attrs",
+        "_span_attrs",
+        "arg_attributes",
+        "name",
+        "span_name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        issuer: str | None = None,
+        target_type: str | None = None,
+        environment: str | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        arg_attributes: Mapping[str, str] | None = None,
+    ) -> None:
+        if isinstance(name, OpName):
+            name = name.value
+        if not isinstance(name, str) or not name or name != name.strip():
+            raise ConfigurationError(
+                f"operation name {name!r}: expected a short non-empty string such as 'renew' "
+                "or one of certobs.semconv.attributes.CertificateOperationNameValues"
+            )
+        _check_static("issuer", issuer)
+        _check_static("target_type", target_type)
+        _check_static("environment", environment)
+        self.name = name
+        self.span_name = f"certificate.{name}"
+        metric: dict[str, AttributeValue] = {a.CERTIFICATE_OPERATION_NAME: name}
+        for key, value in (
+            (a.CERTIFICATE_ISSUER_NAME, issuer),
+            (a.CERTIFICATE_DEPLOYMENT_TARGET_TYPE, target_type),
+            (a.DEPLOYMENT_ENVIRONMENT_NAME, environment),
+        ):
+            if value is not None:
+                metric[key] = value
+        span: dict[str, AttributeValue] = dict(metric)
+        for key, value in (attributes or {}).items():
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError(f"attributes: key {key!r} is not a non-empty string")
+            _check_static(f"attributes[{key!r}]", value)
+            span[key] = value
+            if key in METRIC_KEYS:
+                metric[key] = value
+        self._metric_attrs = metric
+        self._span_attrs = span
+        self._active_attrs = {a.CERTIFICATE_OPERATION_NAME: name}
+        self.arg_attributes = dict(arg_attributes or {})
+        for arg, key in self.arg_attributes.items():
+            if not isinstance(arg, str) or not isinstance(key, str) or not key:
+                raise ConfigurationError(
+                    f"arg_attributes: {arg!r} -> {key!r}: expected parameter name -> attribute name"
+                )
+        self._arg_positions: tuple[tuple[str, int | None, str], ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<certobs.Operation {self.name!r} {self._span_attrs!r}>"
+
+    # Context manager.
+
+    def __enter__(self) -> OperationHandle:
+        if not _runtime.recording():
+            # Still made current, so that __exit__ pairs with this entry, not an outer one.
+            noop = _NoopHandle(self)
+            noop._token = _current.set(noop)
+            return noop
+        handle = OperationHandle(self)
+        try:
+            handle._begin()
+        except Exception as exc:
+            internal_error(f"starting operation {self.name!r}", exc)
+        return handle
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        handle = _current.get()
+        if handle is None or handle.operation is not self:
+            return
+        if isinstance(handle, _NoopHandle):
+            if handle._token is not None:
+                _current.reset(handle._token)
+            return
+        try:
+            handle._end(exc)
+        except Exception as err:
+            internal_error(f"ending operation {self.name!r}", err)
+
+    async def __aenter__(self) -> OperationHandle:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    # Decorator.
+
+    def __call__(self, func: F) -> F:
+        """Wrap ``func`` so that each call is recorded as one run of this operation.
+
+        Raises:
+            TypeError: If ``func`` is not callable, or is a generator or async generator
+                function.
+            ConfigurationError: If ``arg_attributes`` names a parameter ``func`` does not have.
+        """
+        target = func.__func__ if isinstance(func, classmethod | staticmethod) else func
+        if not callable(target):
+            raise TypeError(f"certobs.{self.name}: can only decorate a callable, got {func!r}")
+        if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+            raise TypeError(
+                f"certobs: cannot instrument generator function {target.__qualname__!r}: its "
+                "body runs while it is iterated, not when it is called, so its duration would "
+                "be wrong. Instrument the function that consumes it, or use "
+                f"`with certobs.operation({self.name!r}):` inside it."
+            )
+        bound = self._bind_arguments(target) if self.arg_attributes else self
+        if inspect.iscoroutinefunction(target):
+            wrapper = bound._async_wrapper
+        else:
+            wrapper = bound._sync_wrapper
+        return cast(F, wrapt.FunctionWrapper(func, wrapper, enabled=_runtime.recording))
+
+    def _bind_arguments(self, target: Callable[..., Any]) -> Operation:
+        """Return a copy of this operation that reads attributes from ``target``'s arguments."""
+        try:
+            params = list(inspect.signature(target).parameters.values())
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"arg_attributes: cannot read the signature of {target!r}: {exc}"
+            ) from exc
+        positions = []
+        for arg, key in self.arg_attributes.items():
+            for index, param in enumerate(params):
+                if param.name == arg:
+                    positional = param.kind in (
+                        inspect.Parameter.POSITIONAL_ONLY,
+                        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    )
+                    keyword = param.kind != inspect.Parameter.POSITIONAL_ONLY
+                    positions.append((arg if keyword else "", index if positional else None, key))
+                    break
+            else:
+                names = ", ".join(p.name for p in params) or "none"
+                raise ConfigurationError(
+                    f"arg_attributes: {getattr(target, '__qualname__', target)!r} has no "
+                    f"parameter {arg!r} (its parameters: {names})"
+                )
+        clone = object.__new__(Operation)
+        for slot in Operation.__slots__:
+            setattr(clone, slot, getattr(self, slot))
+        clone._arg_positions = tuple(positions)
+        return clone
+
+    def _start(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OperationHandle:
+        handle = OperationHandle(self)
+        try:
+            handle._begin()
+            if self._arg_positions:
+                # wrapt passes a bound method's arguments without self/cls.
+                offset = 0 if instance is None else 1
+                for name, index, key in self._arg_positions:
+                    if name in kwargs:
+                        handle.set_attribute(key, kwargs[name])
+                    elif index is not None and 0 <= index - offset < len(args):
+                        handle.set_attribute(key, args[index - offset])
+        except Exception as exc:
+            internal_error(f"starting operation {self.name!r}", exc)
+        return handle
+
+    def _finish(self, handle: OperationHandle, exc: BaseException | None) -> None:
+        try:
+            handle._end(exc)
+        except Exception as err:
+            internal_error(f"ending operation {self.name!r}", err)
+
+    def _sync_wrapper(
+        self,
+        wrapped: Callable[..., Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        handle = self._start(instance, args, kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(handle, exc)
+            raise
+        self._finish(handle, None)
+        return result
+
+    async def _async_wrapper(
+        self,
+        wrapped: Callable[..., Awaitable[Any]],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        handle = self._start(instance, args, kwargs)
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(handle, exc)
+            raise
+        self._finish(handle, None)
+        return result
+
+
+_NOOP: Final = _NoopHandle(cast(Operation, None))
+
+
+class LifecyclePreset:
+    """A lifecycle operation with a fixed name, usable bare or with settings.
+
+    ``@certobs.renewal`` decorates directly; ``@certobs.renewal(issuer="letsencrypt")`` and
+    ``with certobs.renewal(issuer="letsencrypt") as op:`` build an :class:`Operation` first.
+    """
+
+    __slots__ = ("__dict__", "name")
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name = name
+        self.__doc__ = doc
+
+    def __repr__(self) -> str:
+        return f"<certobs lifecycle preset {self.name!r}>"
+
+    @overload
+    def __call__(self, func: F, /) -> F: ...
+
+    @overload
+    def __call__(
+        self,
+        *,
+        issuer: str | None = None,
+        target_type: str | None = None,
+        environment: str | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        arg_attributes: Mapping[str, str] | None = None,
+    ) -> Operation: ...
+
+    def __call__(
+        self,
+        func: F | None = None,
+        /,
+        *,
+        issuer: str | None = None,
+        target_type: str | None = None,
+        environment: str | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+        arg_attributes: Mapping[str, str] | None = None,
+    ) -> F | Operation:
+        operation = Operation(
+            self.name,
+            issuer=issuer,
+            target_type=target_type,
+            environment=environment,
+            attributes=attributes,
+            arg_attributes=arg_attributes,
+        )
+        if func is None:
+            return operation
+        return operation(func)

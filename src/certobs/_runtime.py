@@ -1,0 +1,113 @@
+"""Where certobs finds its providers, and its instruments, created once per provider.
+
+certobs records through the providers that :func:`certobs.configure` (or the test fixture)
+installed; without those, through the global OpenTelemetry providers the application installed.
+With neither, nothing is recorded and a decorated call costs one check (:func:`recording`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import Counter, Histogram, MeterProvider, UpDownCounter
+from opentelemetry.metrics import _internal as _metrics_internal
+from opentelemetry.metrics import get_meter_provider
+
+from certobs.semconv import metrics as m
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer, TracerProvider
+
+SCOPE_NAME = "certobs"
+
+
+class _State:
+    """Providers installed by certobs itself; None means: use the global ones."""
+
+    meter_provider: MeterProvider | None = None
+    tracer_provider: TracerProvider | None = None
+    # Bumped whenever the providers change, so cached instruments are rebuilt.
+    generation = 0
+    lock = threading.Lock()
+
+
+def recording() -> bool:
+    """Return True when some provider can receive certobs telemetry.
+
+    This is the whole cost of a decorated call while certobs is off: three attribute reads.
+    The OpenTelemetry API keeps its global providers in module globals that stay None until an
+    application installs one; reading them avoids building a proxy on every call.
+    """
+    return (
+        _State.meter_provider is not None
+        or _metrics_internal._METER_PROVIDER is not None
+        or trace._TRACER_PROVIDER is not None
+    )
+
+
+def install(meter_provider: MeterProvider | None, tracer_provider: TracerProvider | None) -> None:
+    """Make certobs record through these providers (None: fall back to the global ones)."""
+    with _State.lock:
+        _State.meter_provider = meter_provider
+        _State.tracer_provider = tracer_provider
+        _State.generation += 1
+        _Instruments.current = None
+
+
+class _Instruments:
+    """The instruments of one meter provider."""
+
+    current: _Instruments | None = None
+
+    def __init__(self, provider: MeterProvider, generation: int) -> None:
+        from certobs import __version__  # noqa: PLC0415 - resolved lazily, once per provider
+
+        meter = provider.get_meter(SCOPE_NAME, __version__)
+        self.provider = provider
+        self.generation = generation
+        self.duration: Histogram = m.create_certificate_operation_duration(meter)
+        self.active: UpDownCounter = m.create_certificate_operation_active(meter)
+        self.lead_time: Histogram = m.create_certificate_renewal_lead_time(meter)
+        self.bundle_requests: Counter = m.create_certificate_bundle_requests(meter)
+
+
+def _meter_provider() -> MeterProvider:
+    return _State.meter_provider or get_meter_provider()
+
+
+def instruments() -> _Instruments:
+    """Return the instruments of the current meter provider, creating them on first use."""
+    cached = _Instruments.current
+    provider = _State.meter_provider or _metrics_internal._METER_PROVIDER
+    if (
+        cached is not None
+        and cached.generation == _State.generation
+        and (provider is None or cached.provider is provider)
+    ):
+        return cached
+    fresh = _Instruments(_meter_provider(), _State.generation)
+    _Instruments.current = fresh
+    return fresh
+
+
+_tracer_cache: dict[int, tuple[Any, Tracer]] = {}
+
+
+def tracer() -> Tracer | None:
+    """Return certobs' tracer, or None when no TracerProvider is installed (no spans then)."""
+    provider = _State.tracer_provider
+    if provider is None:
+        provider = trace._TRACER_PROVIDER
+        if provider is None:
+            return None
+    cached = _tracer_cache.get(_State.generation)
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    from certobs import __version__  # noqa: PLC0415
+
+    made = provider.get_tracer(SCOPE_NAME, __version__)
+    _tracer_cache.clear()
+    _tracer_cache[_State.generation] = (provider, made)
+    return made
