@@ -49,6 +49,19 @@ def _quantile(point: HistogramDataPoint, q: float) -> float | None:
     return float(point.max)
 
 
+def _amount(value: float | None, unit: str) -> str:
+    """Render a value with its unit; long durations in hours or days."""
+    if value is None:
+        return "-"
+    if unit == "s" and abs(value) >= 86400:
+        return f"{value / 86400:.1f}d"
+    if unit == "s" and abs(value) >= 3600:
+        return f"{value / 3600:.1f}h"
+    if unit == "s":
+        return f"{value:.3f}s"
+    return f"{value:g}{unit}"
+
+
 def format_point(name: str, unit: str, point: Any) -> str:
     """Render one data point as ``name{attrs} value``."""
     attrs = ",".join(f"{k}={v}" for k, v in sorted((point.attributes or {}).items()))
@@ -58,9 +71,8 @@ def format_point(name: str, unit: str, point: Any) -> str:
         p95 = _quantile(point, 0.95)
         mean = point.sum / point.count if point.count else 0.0
         return (
-            f"{head} count={point.count} mean={mean:.3f}{unit} "
-            f"p50<={p50 if p50 is not None else '-'}{unit} "
-            f"p95<={p95 if p95 is not None else '-'}{unit}"
+            f"{head} count={point.count} mean={_amount(mean, unit)} "
+            f"p50<={_amount(p50, unit)} p95<={_amount(p95, unit)}"
         )
     if isinstance(point, NumberDataPoint):
         return f"{head} {point.value:g}"

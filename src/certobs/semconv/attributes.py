@@ -21,8 +21,8 @@ __all__ = [
     "CERTIFICATE_KEY_ALGORITHM",
     "CERTIFICATE_OPERATION_NAME",
     "CERTIFICATE_SERIAL_NUMBER",
-    "CERTIFICATE_SOURCE",
     "CERTIFICATE_SOURCE_KIND",
+    "CERTIFICATE_SOURCE_NAME",
     "CERTIFICATE_STATUS",
     "CERTIFICATE_SUBJECT_ALTERNATIVE_NAMES",
     "CERTIFICATE_SUBJECT_COMMON_NAME",
@@ -107,16 +107,19 @@ CERTIFICATE_SERIAL_NUMBER: Final = "certificate.serial_number"
 Type: ``string``. Examples: "04A1B2C3D4E5F6".
 """
 
-CERTIFICATE_SOURCE: Final = "certificate.source"
-"""Where the inventory found the certificate (a file path, an endpoint, or a name given in code).
-
-Type: ``string``. Examples: "/etc/ssl/certs/api.pem", "api.example.com:443".
-"""
-
 CERTIFICATE_SOURCE_KIND: Final = "certificate.source.kind"
 """The kind of source the inventory reads certificates from.
 
 Type: ``enum``. Examples: "file".
+"""
+
+CERTIFICATE_SOURCE_NAME: Final = "certificate.source.name"
+"""Where the inventory found the certificate (a file path, an endpoint, or a name given in code).
+
+Type: ``string``. Examples: "/etc/ssl/certs/api.pem", "api.example.com:443".
+
+DESIGN.md called this `certificate.source`. Renamed because OpenTelemetry names must not be both
+an attribute and a namespace, and `certificate.source.kind` lives under it.
 """
 
 CERTIFICATE_STATUS: Final = "certificate.status"

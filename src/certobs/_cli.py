@@ -1,0 +1,109 @@
+"""The ``certobs`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import certobs
+from certobs._config import EXPORTERS, PROTOCOLS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="certobs", description="Observability for the certificate lifecycle."
+    )
+    parser.add_argument("--version", action="version", version=f"certobs {certobs.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="run a simulated certificate service instrumented with certobs",
+        description=(
+            "Run a simulated certificate service (issuance, renewals with failures, deployments "
+            "to several targets, bundles) instrumented with certobs, and export its telemetry. "
+            "By default metrics are printed to the console; Ctrl-C stops early and flushes."
+        ),
+    )
+    demo.add_argument(
+        "--duration", type=float, default=30.0, help="seconds to run (default: 30)"
+    )
+    demo.add_argument(
+        "--exporter", choices=EXPORTERS, default="console", help="where telemetry goes (default: console)"
+    )
+    demo.add_argument("--endpoint", help="OTLP endpoint, e.g. http://localhost:4317")
+    demo.add_argument("--protocol", choices=PROTOCOLS, help="OTLP protocol (default: grpc)")
+    demo.add_argument(
+        "--export-interval",
+        type=float,
+        default=None,
+        help="seconds between metric exports (default: 5 for console, else 10)",
+    )
+    demo.add_argument("--prometheus-host", default=None, help="scrape endpoint address")
+    demo.add_argument("--prometheus-port", type=int, default=None, help="scrape endpoint port")
+    demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from certobs import _demo, _export  # noqa: PLC0415
+
+    if args.duration <= 0:
+        print("certobs demo: --duration must be positive", file=sys.stderr)
+        return 2
+    interval = args.export_interval
+    if interval is None:
+        interval = 5.0 if args.exporter == "console" else 10.0
+    try:
+        settings = certobs.configure(
+            exporter=args.exporter,
+            service_name="certobs-demo",
+            endpoint=args.endpoint,
+            protocol=args.protocol,
+            export_interval=interval,
+            prometheus_host=args.prometheus_host,
+            prometheus_port=args.prometheus_port,
+        )
+    except certobs.ConfigurationError as exc:
+        print(f"certobs demo: {exc}", file=sys.stderr)
+        return 2
+    where = {
+        "console": "metrics printed below",
+        "otlp": f"OTLP {settings.protocol} to {settings.endpoint or 'the default endpoint'}",
+        "none": "nothing exported",
+    }.get(settings.exporter, "")
+    if settings.exporter == "prometheus":
+        host, port = _export.prometheus_address() or ("?", 0)
+        where = f"scrape http://{host}:{port}/metrics"
+    print(
+        f"certobs demo: simulating a certificate service for {args.duration:g} s ({where}); "
+        "Ctrl-C stops early",
+        flush=True,
+    )
+    code = 0
+    tally = None
+    try:
+        tally = asyncio.run(_demo.run(args.duration, seed=args.seed))
+    except KeyboardInterrupt:
+        print("\ncertobs demo: interrupted; flushing telemetry", file=sys.stderr, flush=True)
+        code = 130
+    finally:
+        certobs.shutdown()
+    if tally is not None:
+        _demo.summary(tally, sys.stdout)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``certobs`` command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return _demo(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared fixtures. The ``certobs_telemetry`` fixture comes from certobs' own pytest plugin."""

@@ -1,0 +1,449 @@
+"""The instrumentation API records exactly what the registry says, and never hurts the caller."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import inspect
+import logging
+import threading
+
+import pytest
+
+import certobs
+from certobs import _errors
+from certobs.semconv import attributes as a
+from certobs.semconv.metrics import (
+    CERTIFICATE_BUNDLE_REQUESTS,
+    CERTIFICATE_OPERATION_ACTIVE,
+    CERTIFICATE_OPERATION_DURATION,
+    CERTIFICATE_RENEWAL_LEAD_TIME,
+    METRICS,
+)
+from certobs.testing import capture
+
+DURATION = CERTIFICATE_OPERATION_DURATION
+
+
+class RenewalFailed(Exception):
+    """A user exception."""
+
+
+PRESETS = [
+    (certobs.issuance, "issue"),
+    (certobs.renewal, "renew"),
+    (certobs.revocation, "revoke"),
+    (certobs.deployment, "deploy"),
+    (certobs.bundle_build, "bundle.build"),
+    (certobs.validation, "validate"),
+]
+
+
+@pytest.mark.parametrize(("preset", "name"), PRESETS)
+def test_preset_records_duration_and_active(certobs_telemetry, preset, name):
+    """Each preset records the duration histogram and the active gauge under its name."""
+
+    @preset(issuer="corp-ca", target_type="nginx", environment="prod")
+    def work(x):
+        return x * 2
+
+    assert work(21) == 42
+    point = certobs_telemetry.point(
+        DURATION,
+        {
+            a.CERTIFICATE_OPERATION_NAME: name,
+            a.CERTIFICATE_ISSUER_NAME: "corp-ca",
+            a.CERTIFICATE_DEPLOYMENT_TARGET_TYPE: "nginx",
+            a.DEPLOYMENT_ENVIRONMENT_NAME: "prod",
+        },
+    )
+    assert point.count == 1
+    assert point.sum >= 0
+    assert tuple(point.explicit_bounds) == METRICS[DURATION].bucket_boundaries
+    active = certobs_telemetry.point(
+        CERTIFICATE_OPERATION_ACTIVE, {a.CERTIFICATE_OPERATION_NAME: name}
+    )
+    assert active.value == 0
+    metrics = certobs_telemetry.metrics()
+    assert metrics[DURATION].unit == "s"
+    assert metrics[CERTIFICATE_OPERATION_ACTIVE].unit == "{operation}"
+    (span,) = certobs_telemetry.spans()
+    assert span.name == f"certificate.{name}"
+    assert span.attributes[a.CERTIFICATE_OPERATION_NAME] == name
+
+
+@pytest.mark.parametrize(("preset", "name"), PRESETS)
+def test_bare_preset_decorates_directly(certobs_telemetry, preset, name):
+    """``@certobs.<preset>`` without parentheses decorates the function itself."""
+
+    @preset
+    def work():
+        return "done"
+
+    assert work() == "done"
+    assert certobs_telemetry.point(DURATION, {a.CERTIFICATE_OPERATION_NAME: name}).count == 1
+
+
+def test_failure_sets_error_type_and_propagates_same_exception(certobs_telemetry):
+    """A user exception propagates as the same object with its traceback; error.type is set."""
+    raised = RenewalFailed("rate limited")
+
+    @certobs.renewal(issuer="letsencrypt")
+    def renew():
+        raise raised
+
+    with pytest.raises(RenewalFailed) as info:
+        renew()
+    assert info.value is raised
+    assert info.tb is not None
+    assert "raise raised" in "".join(info.traceback[-1].statement.lines)
+    etype = f"{__name__}.RenewalFailed"
+    point = certobs_telemetry.point(
+        DURATION,
+        {
+            a.CERTIFICATE_OPERATION_NAME: "renew",
+            a.CERTIFICATE_ISSUER_NAME: "letsencrypt",
+            a.ERROR_TYPE: etype,
+        },
+    )
+    assert point.count == 1
+    (span,) = certobs_telemetry.spans()
+    assert span.status.status_code.name == "ERROR"
+    assert span.attributes[a.ERROR_TYPE] == etype
+    assert span.events[0].name == "exception"
+
+
+def test_builtin_error_type_is_bare_name():
+    """Built-in exceptions are named without a module, others with it."""
+    assert certobs.error_type(TimeoutError()) == "TimeoutError"
+    assert certobs.error_type(RenewalFailed()) == f"{__name__}.RenewalFailed"
+
+
+def test_coroutine_is_timed_across_awaits(certobs_telemetry):
+    """A coroutine's duration covers its awaits, and it stays a coroutine function."""
+
+    @certobs.deployment(target_type="aws_alb")
+    async def deploy(delay):
+        await asyncio.sleep(delay)
+        return "ok"
+
+    assert inspect.iscoroutinefunction(deploy)
+    assert asyncio.run(deploy(0.05)) == "ok"
+    point = certobs_telemetry.point(
+        DURATION,
+        {a.CERTIFICATE_OPERATION_NAME: "deploy", a.CERTIFICATE_DEPLOYMENT_TARGET_TYPE: "aws_alb"},
+    )
+    assert point.count == 1
+    assert point.sum >= 0.05
+
+
+def test_coroutine_failure_propagates(certobs_telemetry):
+    """An exception raised after an await propagates unchanged and is recorded."""
+
+    @certobs.deployment
+    async def deploy():
+        await asyncio.sleep(0)
+        raise RenewalFailed("no")
+
+    with pytest.raises(RenewalFailed):
+        asyncio.run(deploy())
+    assert certobs_telemetry.point(
+        DURATION,
+        {a.CERTIFICATE_OPERATION_NAME: "deploy", a.ERROR_TYPE: f"{__name__}.RenewalFailed"},
+    )
+
+
+class Service:
+    """Methods of every kind, decorated."""
+
+    prefix = "svc"
+
+    def __init__(self, name):
+        self.name = name
+
+    @certobs.issuance(arg_attributes={"cert_id": a.CERTIFICATE_ID})
+    def issue(self, cert_id, *, issuer="corp"):
+        """Issue."""
+        certobs.current_operation().set_attribute(a.CERTIFICATE_ISSUER_NAME, issuer)
+        return (self.name, cert_id)
+
+    @certobs.validation(arg_attributes={"cert_id": a.CERTIFICATE_ID})
+    @classmethod
+    def check(cls, cert_id):
+        return (cls.prefix, cert_id)
+
+    @classmethod
+    @certobs.validation(arg_attributes={"cert_id": a.CERTIFICATE_ID})
+    def check_inner(cls, cert_id):
+        return (cls.prefix, cert_id)
+
+    @certobs.revocation(arg_attributes={"serial": a.CERTIFICATE_SERIAL_NUMBER})
+    @staticmethod
+    def revoke(serial):
+        return serial
+
+
+def _span_attr(telemetry, key):
+    return [s.attributes.get(key) for s in telemetry.spans()]
+
+
+def test_methods_bind_and_map_arguments(certobs_telemetry):
+    """Methods, classmethods and staticmethods bind correctly; mapped arguments are read."""
+    svc = Service("a")
+    assert svc.issue("x1") == ("a", "x1")
+    assert svc.issue(cert_id="x2", issuer="le") == ("a", "x2")
+    assert Service.issue(svc, "x3") == ("a", "x3")
+    assert Service.check("c1") == ("svc", "c1")
+    assert svc.check("c2") == ("svc", "c2")
+    assert Service.check_inner("c3") == ("svc", "c3")
+    assert Service.revoke("ABCD") == "ABCD"
+    assert svc.revoke(serial="EF01") == "EF01"
+    assert _span_attr(certobs_telemetry, a.CERTIFICATE_ID)[:6] == ["x1", "x2", "x3", "c1", "c2", "c3"]
+    assert _span_attr(certobs_telemetry, a.CERTIFICATE_SERIAL_NUMBER)[6:] == ["ABCD", "EF01"]
+    # The identity attribute stays off the metric; the issuer set per call goes on it.
+    assert certobs_telemetry.point(
+        DURATION, {a.CERTIFICATE_OPERATION_NAME: "issue", a.CERTIFICATE_ISSUER_NAME: "corp"}
+    ).count == 2
+    assert certobs_telemetry.point(
+        DURATION, {a.CERTIFICATE_OPERATION_NAME: "issue", a.CERTIFICATE_ISSUER_NAME: "le"}
+    ).count == 1
+
+
+def test_argument_mapping_positional_only_and_defaults(certobs_telemetry):
+    """Positional-only parameters map by position; omitted arguments set nothing."""
+
+    @certobs.renewal(arg_attributes={"cid": a.CERTIFICATE_ID, "env": a.DEPLOYMENT_ENVIRONMENT_NAME})
+    def renew(cid, /, env=None):
+        return cid
+
+    renew("p1")
+    renew("p2", "stage")
+    renew("p3", env="prod")
+    assert _span_attr(certobs_telemetry, a.CERTIFICATE_ID) == ["p1", "p2", "p3"]
+    envs = [s.attributes.get(a.DEPLOYMENT_ENVIRONMENT_NAME) for s in certobs_telemetry.spans()]
+    assert envs == [None, "stage", "prod"]
+
+
+def test_signature_and_introspection_kept():
+    """Decorated callables keep their signature, name, docstring and __wrapped__."""
+
+    def renew(cert_id: str, *, force: bool = False) -> str:
+        """Renew a certificate."""
+        return cert_id
+
+    wrapped = certobs.renewal(renew)
+    assert inspect.signature(wrapped) == inspect.signature(renew)
+    assert wrapped.__name__ == "renew"
+    assert wrapped.__doc__ == "Renew a certificate."
+    assert wrapped.__wrapped__ is renew
+    assert inspect.signature(Service("x").issue).parameters.keys() == {"cert_id", "issuer"}
+
+
+def test_generators_refused_at_decoration():
+    """Generator and async generator functions are refused with a TypeError naming them."""
+
+    def gen():
+        yield 1
+
+    async def agen():
+        yield 1
+
+    with pytest.raises(TypeError, match="generator function 'test_generators_refused"):
+        certobs.renewal(gen)
+    with pytest.raises(TypeError, match="generator"):
+        certobs.deployment(target_type="x")(agen)
+
+
+def test_bad_decoration_fails_fast():
+    """Unknown mapped parameters and bad static values fail at decoration time."""
+
+    def renew(cert_id):
+        return cert_id
+
+    with pytest.raises(certobs.ConfigurationError, match=r"no parameter 'serial' \(its parameters: cert_id\)"):
+        certobs.renewal(arg_attributes={"serial": a.CERTIFICATE_SERIAL_NUMBER})(renew)
+    with pytest.raises(certobs.ConfigurationError, match="issuer="):
+        certobs.renewal(issuer=object())
+    with pytest.raises(certobs.ConfigurationError, match="operation name"):
+        certobs.operation("")
+    with pytest.raises(TypeError, match="callable"):
+        certobs.renewal(42)
+
+
+def test_nothing_recorded_while_disabled():
+    """With no provider installed, calls run and nothing is recorded anywhere."""
+    calls = []
+
+    @certobs.renewal
+    def renew(x):
+        calls.append(x)
+        return x
+
+    assert renew(1) == 1
+    with certobs.deployment() as op:
+        op.set_attribute(a.CERTIFICATE_ID, "x")
+        assert certobs.current_operation() is op
+    with capture() as telemetry:
+        pass
+    assert calls == [1]
+    assert telemetry.points(DURATION) == []
+
+
+def test_context_manager_handle_and_nesting(certobs_telemetry):
+    """``with`` yields a handle; nested operations restore the outer one on exit."""
+    outer = certobs.operation("ocsp.refresh")
+    with outer as op1:
+        assert certobs.current_operation() is op1
+        with certobs.validation() as op2:
+            assert certobs.current_operation() is op2
+            op2.set_attribute(a.CERTIFICATE_ISSUER_NAME, "corp")
+        assert certobs.current_operation() is op1
+    assert certobs.current_operation() is not op1
+    assert certobs_telemetry.point(
+        DURATION, {a.CERTIFICATE_OPERATION_NAME: "ocsp.refresh"}
+    ).count == 1
+    spans = {s.name: s for s in certobs_telemetry.spans()}
+    assert spans["certificate.validate"].parent.span_id == spans[
+        "certificate.ocsp.refresh"
+    ].context.span_id
+
+
+def test_context_manager_failure(certobs_telemetry):
+    """An exception leaving a ``with`` block is recorded and not swallowed."""
+    with pytest.raises(RenewalFailed), certobs.revocation():
+        raise RenewalFailed
+    assert certobs_telemetry.point(
+        DURATION, {a.CERTIFICATE_OPERATION_NAME: "revoke", a.ERROR_TYPE: f"{__name__}.RenewalFailed"}
+    ).count == 1
+
+
+def test_async_context_manager(certobs_telemetry):
+    """``async with`` works like ``with``."""
+
+    async def main():
+        async with certobs.deployment(target_type="k8s") as op:
+            op.set_attribute(a.DEPLOYMENT_ENVIRONMENT_NAME, "stage")
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    point = certobs_telemetry.point(
+        DURATION,
+        {
+            a.CERTIFICATE_OPERATION_NAME: "deploy",
+            a.CERTIFICATE_DEPLOYMENT_TARGET_TYPE: "k8s",
+            a.DEPLOYMENT_ENVIRONMENT_NAME: "stage",
+        },
+    )
+    assert point.sum >= 0.01
+
+
+def test_bad_attribute_values_dropped_with_one_warning(caplog):
+    """None and unsupported values are dropped with one warning per key, never raised."""
+    with capture(strict=False) as telemetry, caplog.at_level(logging.WARNING, "certobs"):
+        for _ in range(3):
+            with certobs.renewal() as op:
+                op.set_attribute(a.CERTIFICATE_ISSUER_NAME, None)
+                op.set_attribute(a.CERTIFICATE_ID, {"not": "allowed"})
+                op.set_attribute(a.DEPLOYMENT_ENVIRONMENT_NAME, "prod")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len([w for w in warnings if "certificate.issuer.name" in w]) == 1
+    assert len([w for w in warnings if "certificate.id" in w]) == 1
+    assert telemetry.point(
+        DURATION,
+        {a.CERTIFICATE_OPERATION_NAME: "renew", a.DEPLOYMENT_ENVIRONMENT_NAME: "prod"},
+    ).count == 3
+
+
+def test_internal_failure_swallowed_and_logged_once(monkeypatch, caplog):
+    """A failure inside certobs never reaches user code; it is logged once; strict re-raises."""
+    from certobs import _runtime
+
+    def broken():
+        raise RuntimeError("exporter exploded")
+
+    @certobs.renewal
+    def renew(x):
+        return x
+
+    with capture(strict=False), caplog.at_level(logging.ERROR, "certobs"):
+        monkeypatch.setattr(_runtime, "instruments", broken)
+        assert [renew(i) for i in range(3)] == [0, 1, 2]
+        with pytest.raises(RenewalFailed), certobs.renewal():
+            raise RenewalFailed
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2  # one for starting, one for ending; each logged once
+    with capture(strict=True), pytest.raises(RuntimeError, match="exploded"):
+        renew(1)
+
+
+def test_user_exception_kept_when_certobs_fails(monkeypatch):
+    """Even when recording fails, the user's exception is the one that propagates."""
+    from certobs import _runtime
+
+    @certobs.renewal
+    def renew():
+        raise RenewalFailed("original")
+
+    with capture(strict=False):
+        monkeypatch.setattr(_runtime, "instruments", lambda: 1 / 0)
+        with pytest.raises(RenewalFailed, match="original"):
+            renew()
+
+
+def test_threads_get_their_own_timers(certobs_telemetry):
+    """Concurrent calls from threads are all counted, each with its own timer and handle."""
+    barrier = threading.Barrier(4)
+
+    @certobs.renewal(issuer="le")
+    def renew(i):
+        barrier.wait(timeout=5)
+        certobs.current_operation().set_attribute(a.CERTIFICATE_ID, str(i))
+        return i
+
+    threads = [threading.Thread(target=lambda i=i: [renew(i) for _ in range(50)]) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert certobs_telemetry.point(
+        DURATION, {a.CERTIFICATE_OPERATION_NAME: "renew", a.CERTIFICATE_ISSUER_NAME: "le"}
+    ).count == 200
+    ids = sorted(s.attributes[a.CERTIFICATE_ID] for s in certobs_telemetry.spans())
+    assert ids == sorted(str(i) for i in range(4) for _ in range(50))
+
+
+def test_bundle_requests(certobs_telemetry):
+    """record_bundle_request counts by bundle, format and error.type."""
+    certobs.record_bundle_request("public-roots", format="pem")
+    certobs.record_bundle_request("public-roots", format="pem")
+    certobs.record_bundle_request("public-roots", format="der", error_type="NotFound")
+    metric = certobs_telemetry.metrics()[CERTIFICATE_BUNDLE_REQUESTS]
+    assert metric.unit == "{request}"
+    assert certobs_telemetry.point(
+        CERTIFICATE_BUNDLE_REQUESTS,
+        {a.CERTIFICATE_BUNDLE_NAME: "public-roots", a.CERTIFICATE_BUNDLE_FORMAT: "pem"},
+    ).value == 2
+    assert certobs_telemetry.point(
+        CERTIFICATE_BUNDLE_REQUESTS,
+        {
+            a.CERTIFICATE_BUNDLE_NAME: "public-roots",
+            a.CERTIFICATE_BUNDLE_FORMAT: "der",
+            a.ERROR_TYPE: "NotFound",
+        },
+    ).value == 1
+
+
+def test_bundle_request_bad_name_dropped(caplog):
+    """A bad bundle name is dropped with a warning, never raised."""
+    with capture(strict=False) as telemetry, caplog.at_level(logging.WARNING, "certobs"):
+        certobs.record_bundle_request(None)  # type: ignore[arg-type]
+    assert telemetry.points(CERTIFICATE_BUNDLE_REQUESTS) == []
+    assert "bundle name" in caplog.text
+
+
+def test_strict_mode_is_restored():
+    """capture() restores strict mode and the providers it replaced."""
+    assert not _errors.is_strict()
+    with capture():
+        assert _errors.is_strict()
+    assert not _errors.is_strict()
