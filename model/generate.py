@@ -46,7 +46,8 @@ INSTRUMENT_TYPES = {
 
 def _load_naming() -> Any:
     spec = importlib.util.spec_from_file_location("_certobs_naming", NAMING)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {NAMING}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

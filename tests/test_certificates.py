@@ -19,7 +19,9 @@ from certobs.testing import capture
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
-def make_cert(cn="www.example.com", *, days_left=60, lifetime=90, key=None, sans=("www.example.com",)):
+def make_cert(
+    cn="www.example.com", *, days_left=60, lifetime=90, key=None, sans=("www.example.com",)
+):
     """A real self-signed certificate that expires ``days_left`` days from now."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -51,8 +53,13 @@ def test_identity_on_span_not_on_metric(certobs_telemetry):
     assert attrs[a.CERTIFICATE_SUBJECT_DISTINGUISHED_NAME] == "CN=www.example.com"
     assert attrs[a.CERTIFICATE_ISSUER_DISTINGUISHED_NAME] == "CN=www.example.com"
     assert attrs[a.CERTIFICATE_SERIAL_NUMBER] == "1234ABCD"
-    assert attrs[a.CERTIFICATE_FINGERPRINT_SHA256] == cert.fingerprint(hashes.SHA256()).hex().upper()
-    assert tuple(attrs[a.CERTIFICATE_SUBJECT_ALTERNATIVE_NAMES]) == ("www.example.com", "example.com")
+    assert (
+        attrs[a.CERTIFICATE_FINGERPRINT_SHA256] == cert.fingerprint(hashes.SHA256()).hex().upper()
+    )
+    assert tuple(attrs[a.CERTIFICATE_SUBJECT_ALTERNATIVE_NAMES]) == (
+        "www.example.com",
+        "example.com",
+    )
     assert attrs[a.CERTIFICATE_KEY_ALGORITHM] == "ec"
     assert attrs[a.CERTIFICATE_VALIDITY_NOT_AFTER] == cert.not_valid_after_utc.strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -96,18 +103,27 @@ def test_renewal_lead_time(certobs_telemetry):
 
 def test_failed_renewal_records_no_lead_time(certobs_telemetry):
     """A renewal that failed replaced nothing, so no lead time is recorded."""
-    with pytest.raises(RuntimeError), certobs.renewal() as op:
-        op.set_certificate(make_cert(), previous=make_cert(days_left=3))
-        raise RuntimeError
+    new, old = make_cert(), make_cert(days_left=3)
+
+    def renew():
+        with certobs.renewal() as op:
+            op.set_certificate(new, previous=old)
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        renew()
     assert certobs_telemetry.points(CERTIFICATE_RENEWAL_LEAD_TIME) == []
 
 
 def test_garbage_certificate_dropped(caplog):
     """Garbage instead of a certificate is ignored with a warning, never raised."""
-    with capture(strict=False) as telemetry, caplog.at_level(logging.WARNING, "certobs"):
-        with certobs.issuance() as op:
-            op.set_certificate(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-            op.set_certificate(12345)  # type: ignore[arg-type]
+    with (
+        capture(strict=False) as telemetry,
+        caplog.at_level(logging.WARNING, "certobs"),
+        certobs.issuance() as op,
+    ):
+        op.set_certificate(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        op.set_certificate(12345)  # type: ignore[arg-type]
     assert "could not be parsed" in caplog.text
     assert "type int" in caplog.text
     (span,) = telemetry.spans()

@@ -69,9 +69,7 @@ def test_demo_ctrl_c_flushes_and_exits():
 )
 def test_demo_bad_arguments(args, message):
     """Bad arguments exit with status 2 and a message naming the setting, not a traceback."""
-    result = subprocess.run(
-        [*DEMO, *args], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = subprocess.run([*DEMO, *args], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

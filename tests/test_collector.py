@@ -381,6 +381,8 @@ def _run(script: str, protocol: str, endpoint: str) -> subprocess.CompletedProce
         f"workload exited with {result.returncode}\nstdout:\n{result.stdout}\n"
         f"stderr:\n{result.stderr}"
     )
+    # certobs logs its own failures as "certobs failed while ...": there must be none.
+    assert "certobs failed" not in result.stderr, result.stderr
     return result
 
 
@@ -486,9 +488,12 @@ def _complete(received: Received) -> bool:
 def test_operations_reach_collector(
     protocol: str, collector: Collector, otlp_sink: OtlpSink
 ) -> None:
-    """Renewals, a failed renewal, a deployment and bundle requests exported over ``protocol``
-    pass through a real OTLP collector with names, units, attributes, counts, bucket bounds,
-    resource and spans intact."""
+    """Operations exported over ``protocol`` reach a real OTLP collector's output intact.
+
+    Renewals, a failed renewal, a deployment and bundle requests arrive with their metric names,
+    units, attributes, final counts, bucket bounds and resource, and as spans with the right
+    status.
+    """
     result = _run(LIFECYCLE_WORKLOAD, protocol, collector.endpoint(protocol))
     assert json.loads(result.stdout) == [
         "renewed a",
@@ -555,8 +560,10 @@ def test_operations_reach_collector(
     failed = [span for span in renew_spans if span.status.code == Status.STATUS_CODE_ERROR]
     assert len(failed) == 1, context
     assert _attributes(failed[0].attributes)["error.type"] == "__main__.RenewalFailed"
-    assert all(_attributes(span.attributes)["certificate.issuer.name"] == "letsencrypt"
-               for span in renew_spans)
+    assert all(
+        _attributes(span.attributes)["certificate.issuer.name"] == "letsencrypt"
+        for span in renew_spans
+    )
     (deploy_span,) = [span for span, _ in got.spans if span.name == "certificate.deploy"]
     assert deploy_span.status.code != Status.STATUS_CODE_ERROR
     assert _attributes(deploy_span.attributes).items() >= DEPLOY.items()
@@ -564,10 +571,13 @@ def test_operations_reach_collector(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_unreachable_collector_does_not_affect_instrumented_code(protocol: str) -> None:
-    """With the OTLP endpoint refusing connections, 200 instrumented calls return their values,
-    an instrumented failure propagates unchanged, nothing else escapes, and
+    """An unreachable collector leaves the instrumented code unaffected, over ``protocol``.
+
+    With the OTLP endpoint refusing connections, 200 instrumented calls return their values, an
+    instrumented failure propagates unchanged, nothing else escapes, and
     ``certobs.shutdown(timeout=2)`` returns: the process exits cleanly within the workload
-    timeout."""
+    timeout.
+    """
     (closed_port,) = _free_ports(1)
     result = _run(UNREACHABLE_WORKLOAD, protocol, f"http://{HOST}:{closed_port}")
     outcome = json.loads(result.stdout)

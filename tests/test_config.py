@@ -9,14 +9,19 @@ import textwrap
 import pytest
 
 import certobs
-from certobs import _config, _export, _runtime
+from certobs import _config, _runtime
 from certobs._config import settings
 
 CASES = [
     # (argument kwargs, environment, attribute, expected)
     ({}, {}, "exporter", "otlp"),
     ({}, {"OTEL_METRICS_EXPORTER": "console"}, "exporter", "console"),
-    ({}, {"CERTOBS_EXPORTER": "prometheus", "OTEL_METRICS_EXPORTER": "console"}, "exporter", "prometheus"),
+    (
+        {},
+        {"CERTOBS_EXPORTER": "prometheus", "OTEL_METRICS_EXPORTER": "console"},
+        "exporter",
+        "prometheus",
+    ),
     ({"exporter": "none"}, {"CERTOBS_EXPORTER": "prometheus"}, "exporter", "none"),
     ({}, {"CERTOBS_EXPORTER": ""}, "exporter", "otlp"),
     ({}, {}, "export_interval", 10.0),
@@ -26,14 +31,22 @@ CASES = [
     ({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "protocol", "http/protobuf"),
     (
         {},
-        {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"},
+        {
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc",
+        },
         "protocol",
         "grpc",
     ),
     ({"protocol": "grpc"}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "protocol", "grpc"),
     ({}, {}, "endpoint", None),
     ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, "endpoint", "http://c:4317"),
-    ({"endpoint": "https://x:443"}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, "endpoint", "https://x:443"),
+    (
+        {"endpoint": "https://x:443"},
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"},
+        "endpoint",
+        "https://x:443",
+    ),
     ({}, {}, "traces", True),
     ({"exporter": "console"}, {}, "traces", False),
     ({}, {"CERTOBS_TRACES": "false"}, "traces", False),
@@ -54,7 +67,11 @@ def test_precedence(kwargs, environ, field, expected):
 
 
 BAD = [
-    ({"exporter": "zipkin"}, {}, r"exporter='zipkin' is not supported; accepted values: otlp, prometheus, console, none"),
+    (
+        {"exporter": "zipkin"},
+        {},
+        r"exporter='zipkin' is not supported; accepted values: otlp, prometheus, console, none",
+    ),
     ({}, {"CERTOBS_EXPORTER": "jaeger"}, r"CERTOBS_EXPORTER='jaeger'.*accepted values"),
     ({"endpoint": "collector:4317"}, {}, r"endpoint='collector:4317' is not a valid endpoint"),
     ({"endpoint": "http://:4317"}, {}, r"endpoint=.*not a valid endpoint"),
@@ -63,7 +80,11 @@ BAD = [
     ({"export_interval": -1}, {}, r"export_interval=-1.0: expected a positive number of seconds"),
     ({"export_interval": 0}, {}, r"export_interval=0.0"),
     ({"export_interval": "10"}, {}, r"export_interval='10'"),
-    ({}, {"OTEL_METRIC_EXPORT_INTERVAL": "soon"}, r"OTEL_METRIC_EXPORT_INTERVAL='soon' is not a number"),
+    (
+        {},
+        {"OTEL_METRIC_EXPORT_INTERVAL": "soon"},
+        r"OTEL_METRIC_EXPORT_INTERVAL='soon' is not a number",
+    ),
     ({}, {"OTEL_METRIC_EXPORT_INTERVAL": "-5"}, r"export_interval=-0.005"),
     ({"protocol": "http/json"}, {}, r"protocol='http/json'.*grpc, http/protobuf"),
     ({"prometheus_port": 70000}, {}, r"prometheus_port=70000"),
@@ -191,7 +212,7 @@ def test_environment_variable_constants_documented():
 
 
 def test_console_format_histogram_points():
-    """The console renderer prints count, mean and bucket-bound percentiles, also for empty points."""
+    """The console renderer prints count, mean and bucket-bound percentiles, even for no data."""
     from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
     from certobs._console import format_point

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import inspect
 import logging
 import threading
@@ -17,7 +16,6 @@ from certobs.semconv.metrics import (
     CERTIFICATE_BUNDLE_REQUESTS,
     CERTIFICATE_OPERATION_ACTIVE,
     CERTIFICATE_OPERATION_DURATION,
-    CERTIFICATE_RENEWAL_LEAD_TIME,
     METRICS,
 )
 from certobs.testing import capture
@@ -198,15 +196,28 @@ def test_methods_bind_and_map_arguments(certobs_telemetry):
     assert Service.check_inner("c3") == ("svc", "c3")
     assert Service.revoke("ABCD") == "ABCD"
     assert svc.revoke(serial="EF01") == "EF01"
-    assert _span_attr(certobs_telemetry, a.CERTIFICATE_ID)[:6] == ["x1", "x2", "x3", "c1", "c2", "c3"]
+    assert _span_attr(certobs_telemetry, a.CERTIFICATE_ID)[:6] == [
+        "x1",
+        "x2",
+        "x3",
+        "c1",
+        "c2",
+        "c3",
+    ]
     assert _span_attr(certobs_telemetry, a.CERTIFICATE_SERIAL_NUMBER)[6:] == ["ABCD", "EF01"]
     # The identity attribute stays off the metric; the issuer set per call goes on it.
-    assert certobs_telemetry.point(
-        DURATION, {a.CERTIFICATE_OPERATION_NAME: "issue", a.CERTIFICATE_ISSUER_NAME: "corp"}
-    ).count == 2
-    assert certobs_telemetry.point(
-        DURATION, {a.CERTIFICATE_OPERATION_NAME: "issue", a.CERTIFICATE_ISSUER_NAME: "le"}
-    ).count == 1
+    assert (
+        certobs_telemetry.point(
+            DURATION, {a.CERTIFICATE_OPERATION_NAME: "issue", a.CERTIFICATE_ISSUER_NAME: "corp"}
+        ).count
+        == 2
+    )
+    assert (
+        certobs_telemetry.point(
+            DURATION, {a.CERTIFICATE_OPERATION_NAME: "issue", a.CERTIFICATE_ISSUER_NAME: "le"}
+        ).count
+        == 1
+    )
 
 
 def test_argument_mapping_positional_only_and_defaults(certobs_telemetry):
@@ -260,7 +271,9 @@ def test_bad_decoration_fails_fast():
     def renew(cert_id):
         return cert_id
 
-    with pytest.raises(certobs.ConfigurationError, match=r"no parameter 'serial' \(its parameters: cert_id\)"):
+    with pytest.raises(
+        certobs.ConfigurationError, match=r"no parameter 'serial' \(its parameters: cert_id\)"
+    ):
         certobs.renewal(arg_attributes={"serial": a.CERTIFICATE_SERIAL_NUMBER})(renew)
     with pytest.raises(certobs.ConfigurationError, match="issuer="):
         certobs.renewal(issuer=object())
@@ -299,22 +312,27 @@ def test_context_manager_handle_and_nesting(certobs_telemetry):
             op2.set_attribute(a.CERTIFICATE_ISSUER_NAME, "corp")
         assert certobs.current_operation() is op1
     assert certobs.current_operation() is not op1
-    assert certobs_telemetry.point(
-        DURATION, {a.CERTIFICATE_OPERATION_NAME: "ocsp.refresh"}
-    ).count == 1
+    assert (
+        certobs_telemetry.point(DURATION, {a.CERTIFICATE_OPERATION_NAME: "ocsp.refresh"}).count == 1
+    )
     spans = {s.name: s for s in certobs_telemetry.spans()}
-    assert spans["certificate.validate"].parent.span_id == spans[
-        "certificate.ocsp.refresh"
-    ].context.span_id
+    assert (
+        spans["certificate.validate"].parent.span_id
+        == spans["certificate.ocsp.refresh"].context.span_id
+    )
 
 
 def test_context_manager_failure(certobs_telemetry):
     """An exception leaving a ``with`` block is recorded and not swallowed."""
     with pytest.raises(RenewalFailed), certobs.revocation():
         raise RenewalFailed
-    assert certobs_telemetry.point(
-        DURATION, {a.CERTIFICATE_OPERATION_NAME: "revoke", a.ERROR_TYPE: f"{__name__}.RenewalFailed"}
-    ).count == 1
+    assert (
+        certobs_telemetry.point(
+            DURATION,
+            {a.CERTIFICATE_OPERATION_NAME: "revoke", a.ERROR_TYPE: f"{__name__}.RenewalFailed"},
+        ).count
+        == 1
+    )
 
 
 def test_async_context_manager(certobs_telemetry):
@@ -348,10 +366,13 @@ def test_bad_attribute_values_dropped_with_one_warning(caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert len([w for w in warnings if "certificate.issuer.name" in w]) == 1
     assert len([w for w in warnings if "certificate.id" in w]) == 1
-    assert telemetry.point(
-        DURATION,
-        {a.CERTIFICATE_OPERATION_NAME: "renew", a.DEPLOYMENT_ENVIRONMENT_NAME: "prod"},
-    ).count == 3
+    assert (
+        telemetry.point(
+            DURATION,
+            {a.CERTIFICATE_OPERATION_NAME: "renew", a.DEPLOYMENT_ENVIRONMENT_NAME: "prod"},
+        ).count
+        == 3
+    )
 
 
 def test_internal_failure_swallowed_and_logged_once(monkeypatch, caplog):
@@ -405,9 +426,12 @@ def test_threads_get_their_own_timers(certobs_telemetry):
         t.start()
     for t in threads:
         t.join()
-    assert certobs_telemetry.point(
-        DURATION, {a.CERTIFICATE_OPERATION_NAME: "renew", a.CERTIFICATE_ISSUER_NAME: "le"}
-    ).count == 200
+    assert (
+        certobs_telemetry.point(
+            DURATION, {a.CERTIFICATE_OPERATION_NAME: "renew", a.CERTIFICATE_ISSUER_NAME: "le"}
+        ).count
+        == 200
+    )
     ids = sorted(s.attributes[a.CERTIFICATE_ID] for s in certobs_telemetry.spans())
     assert ids == sorted(str(i) for i in range(4) for _ in range(50))
 
@@ -419,18 +443,24 @@ def test_bundle_requests(certobs_telemetry):
     certobs.record_bundle_request("public-roots", format="der", error_type="NotFound")
     metric = certobs_telemetry.metrics()[CERTIFICATE_BUNDLE_REQUESTS]
     assert metric.unit == "{request}"
-    assert certobs_telemetry.point(
-        CERTIFICATE_BUNDLE_REQUESTS,
-        {a.CERTIFICATE_BUNDLE_NAME: "public-roots", a.CERTIFICATE_BUNDLE_FORMAT: "pem"},
-    ).value == 2
-    assert certobs_telemetry.point(
-        CERTIFICATE_BUNDLE_REQUESTS,
-        {
-            a.CERTIFICATE_BUNDLE_NAME: "public-roots",
-            a.CERTIFICATE_BUNDLE_FORMAT: "der",
-            a.ERROR_TYPE: "NotFound",
-        },
-    ).value == 1
+    assert (
+        certobs_telemetry.point(
+            CERTIFICATE_BUNDLE_REQUESTS,
+            {a.CERTIFICATE_BUNDLE_NAME: "public-roots", a.CERTIFICATE_BUNDLE_FORMAT: "pem"},
+        ).value
+        == 2
+    )
+    assert (
+        certobs_telemetry.point(
+            CERTIFICATE_BUNDLE_REQUESTS,
+            {
+                a.CERTIFICATE_BUNDLE_NAME: "public-roots",
+                a.CERTIFICATE_BUNDLE_FORMAT: "der",
+                a.ERROR_TYPE: "NotFound",
+            },
+        ).value
+        == 1
+    )
 
 
 def test_bundle_request_bad_name_dropped(caplog):

@@ -118,7 +118,12 @@ def test_constants_and_enums():
     assert attributes.CERTIFICATE_OPERATION_NAME == "certificate.operation.name"
     assert attributes.ERROR_TYPE == "error.type"
     assert [v.value for v in attributes.CertificateOperationNameValues] == [
-        "issue", "renew", "revoke", "deploy", "bundle.build", "validate",
+        "issue",
+        "renew",
+        "revoke",
+        "deploy",
+        "bundle.build",
+        "validate",
     ]
     assert attributes.CertificateStatusValues.NOT_YET_VALID == "not_yet_valid"
     assert sorted(attributes.__all__) == sorted(
@@ -148,7 +153,10 @@ def test_helpers_create_instruments_with_registry_units():
 
 def test_prometheus_names():
     """The one naming function gives the Prometheus names DESIGN.md lists."""
-    assert prometheus_name("certificate.operation.duration") == "certificate_operation_duration_seconds"
+    assert (
+        prometheus_name("certificate.operation.duration")
+        == "certificate_operation_duration_seconds"
+    )
     assert prometheus_name("certificate.bundle.requests") == "certificate_bundle_requests_total"
     assert prometheus_name("certificate.not_after") == "certificate_not_after_seconds"
     assert prometheus_name("certificate.count") == "certificate_count"

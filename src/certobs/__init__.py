@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from certobs._errors import ConfigurationError
 from certobs._export import configure, shutdown
+from certobs._operation import AttributeValue as _AttributeValue
 from certobs._operation import (
     LifecyclePreset,
     Operation,
@@ -21,7 +22,6 @@ from certobs._operation import (
     current_operation,
     error_type,
 )
-from certobs._operation import AttributeValue as _AttributeValue
 from certobs._recording import record_bundle_request
 from certobs.semconv.attributes import CertificateOperationNameValues as _Op
 
@@ -118,7 +118,7 @@ validation = LifecyclePreset(
 def __getattr__(name: str) -> Any:
     # The version is read from the installed metadata on first use, not at import.
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+        from importlib.metadata import PackageNotFoundError, version
 
         try:
             value = version("certobs")

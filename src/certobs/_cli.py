@@ -26,11 +26,12 @@ def _parser() -> argparse.ArgumentParser:
             "By default metrics are printed to the console; Ctrl-C stops early and flushes."
         ),
     )
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds to run (default: 30)")
     demo.add_argument(
-        "--duration", type=float, default=30.0, help="seconds to run (default: 30)"
-    )
-    demo.add_argument(
-        "--exporter", choices=EXPORTERS, default="console", help="where telemetry goes (default: console)"
+        "--exporter",
+        choices=EXPORTERS,
+        default="console",
+        help="where telemetry goes (default: console)",
     )
     demo.add_argument("--endpoint", help="OTLP endpoint, e.g. http://localhost:4317")
     demo.add_argument("--protocol", choices=PROTOCOLS, help="OTLP protocol (default: grpc)")
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from certobs import _demo, _export  # noqa: PLC0415
+    from certobs import _demo, _export
 
     if args.duration <= 0:
         print("certobs demo: --duration must be positive", file=sys.stderr)

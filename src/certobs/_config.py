@@ -200,7 +200,10 @@ def settings(
         protocol,
         env,
         (
-            (OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, _one_of(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, PROTOCOLS)),
+            (
+                OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+                _one_of(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, PROTOCOLS),
+            ),
             (OTEL_EXPORTER_OTLP_PROTOCOL, _one_of(OTEL_EXPORTER_OTLP_PROTOCOL, PROTOCOLS)),
         ),
         DEFAULT_PROTOCOL,

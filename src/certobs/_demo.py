@@ -53,10 +53,10 @@ class PrivateCA:
     """A throw-away CA that signs real certificates for the demo."""
 
     def __init__(self) -> None:
-        from cryptography import x509  # noqa: PLC0415 - only the demo needs to sign
-        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
-        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-        from cryptography.x509.oid import NameOID  # noqa: PLC0415
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
 
         self._x509, self._hashes, self._ec, self._oid = x509, hashes, ec, NameOID
         self.key = ec.generate_private_key(ec.SECP256R1())
@@ -145,9 +145,7 @@ class CertificateService:
 
     async def deploy(self, managed: ManagedCertificate) -> None:
         """Push the certificate to where it is served."""
-        operation = certobs.deployment(
-            target_type=managed.target, environment=managed.environment
-        )
+        operation = certobs.deployment(target_type=managed.target, environment=managed.environment)
         async with operation as op:
             op.set_attribute(a.CERTIFICATE_ID, managed.cert_id)
             op.set_certificate(managed.certificate)

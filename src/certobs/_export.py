@@ -127,8 +127,8 @@ def configure(
 
 
 def _set_global(meter_provider: MeterProvider, tracer_provider: TracerProvider | None) -> None:
-    from opentelemetry import metrics, trace  # noqa: PLC0415
-    from opentelemetry.metrics import _internal as metrics_internal  # noqa: PLC0415
+    from opentelemetry import metrics, trace
+    from opentelemetry.metrics import _internal as metrics_internal
 
     if metrics_internal._METER_PROVIDER is None:
         metrics.set_meter_provider(meter_provider)
@@ -138,9 +138,9 @@ def _set_global(meter_provider: MeterProvider, tracer_provider: TracerProvider |
 
 def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
     """Create the providers, readers and exporters; nothing global is touched."""
-    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader  # noqa: PLC0415
-    from opentelemetry.sdk.resources import Resource  # noqa: PLC0415
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
 
     attributes: dict[str, Any] = dict(s.resource_attributes)
     if s.service_name is not None:
@@ -158,7 +158,7 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
         if not s.traces:
             span_exporter = None
     elif s.exporter == "console":
-        from certobs._console import ConsoleMetricExporter  # noqa: PLC0415
+        from certobs._console import ConsoleMetricExporter
 
         readers.append(
             PeriodicExportingMetricReader(
@@ -166,7 +166,7 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
             )
         )
         if s.traces:
-            from opentelemetry.sdk.trace.export import ConsoleSpanExporter  # noqa: PLC0415
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
             span_exporter = ConsoleSpanExporter()
     elif s.exporter == "prometheus":
@@ -175,8 +175,8 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
     meter_provider = MeterProvider(metric_readers=readers, resource=resource)
     tracer_provider = None
     if span_exporter is not None:
-        from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
         tracer_provider = TracerProvider(resource=resource)
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
@@ -186,10 +186,10 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
 def _otlp_exporters(s: Settings) -> tuple[Any, Any]:
     headers = dict(s.headers) if s.headers is not None else None
     if s.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
             OTLPMetricExporter,
         )
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter,
         )
 
@@ -197,10 +197,10 @@ def _otlp_exporters(s: Settings) -> tuple[Any, Any]:
             OTLPMetricExporter(endpoint=s.endpoint, headers=headers),
             OTLPSpanExporter(endpoint=s.endpoint, headers=headers) if s.traces else None,
         )
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
         OTLPMetricExporter as HTTPMetricExporter,
     )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HTTPSpanExporter,
     )
 
@@ -216,8 +216,8 @@ def _otlp_exporters(s: Settings) -> tuple[Any, Any]:
 
 def _prometheus(s: Settings) -> tuple[MetricReader, Any]:
     try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: PLC0415
-        from prometheus_client import REGISTRY, start_http_server  # noqa: PLC0415
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
     except ImportError as exc:
         raise ConfigurationError(
             "exporter='prometheus' needs the prometheus extra: pip install 'certobs[prometheus]'"
@@ -226,7 +226,7 @@ def _prometheus(s: Settings) -> tuple[MetricReader, Any]:
     try:
         server, _thread = start_http_server(s.prometheus_port, addr=s.prometheus_host)
     except OSError as exc:
-        REGISTRY.unregister(reader._collector)
+        reader.shutdown()  # unregisters its collector, so a later configure() starts clean
         raise ConfigurationError(
             f"prometheus_port={s.prometheus_port}: cannot listen on "
             f"{s.prometheus_host}:{s.prometheus_port} ({exc}); choose another port "

@@ -36,7 +36,9 @@ __all__ = [
     "error_type",
 ]
 
-AttributeValue = str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+AttributeValue = (
+    str | bool | int | float | Sequence[str] | Sequence[bool] | Sequence[int] | Sequence[float]
+)
 
 # Attributes that go on the duration histogram as well as on the span. Everything else a user
 # sets goes on the span only, so metric cardinality stays bounded by design.
@@ -84,12 +86,12 @@ class OperationHandle:
     """
 
     __slots__ = (
+        "_ctx_token",
         "_metric_attrs",
         "_previous_not_after",
         "_span",
         "_start",
         "_token",
-        "_ctx_token",
         "operation",
     )
 
@@ -153,7 +155,7 @@ class OperationHandle:
             previous: The certificate being replaced, same forms.
         """
         try:
-            from certobs import _x509  # noqa: PLC0415 - cryptography loads only when used
+            from certobs import _x509
 
             if previous is not None and self.operation.name == OpName.RENEW.value:
                 old = _x509.load(previous)
@@ -217,10 +219,10 @@ class _NoopHandle(OperationHandle):
 
     __slots__ = ()
 
-    def set_attribute(self, key: str, value: AttributeValue) -> None:  # noqa: D102
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
         return None
 
-    def set_certificate(  # noqa: D102
+    def set_certificate(
         self, certificate: CertificateLike, *, previous: CertificateLike | None = None
     ) -> None:
         return None
@@ -293,13 +295,13 @@ class Operation:
         self.name = name
         self.span_name = f"certificate.{name}"
         metric: dict[str, AttributeValue] = {a.CERTIFICATE_OPERATION_NAME: name}
-        for key, value in (
+        for key, given in (
             (a.CERTIFICATE_ISSUER_NAME, issuer),
             (a.CERTIFICATE_DEPLOYMENT_TARGET_TYPE, target_type),
             (a.DEPLOYMENT_ENVIRONMENT_NAME, environment),
         ):
-            if value is not None:
-                metric[key] = value
+            if given is not None:
+                metric[key] = given
         span: dict[str, AttributeValue] = dict(metric)
         for key, value in (attributes or {}).items():
             if not isinstance(key, str) or not key:
@@ -424,7 +426,9 @@ class Operation:
         clone._arg_positions = tuple(positions)
         return clone
 
-    def _start(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> OperationHandle:
+    def _start(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> OperationHandle:
         handle = OperationHandle(self)
         try:
             handle._begin()
@@ -512,7 +516,7 @@ class LifecyclePreset:
         arg_attributes: Mapping[str, str] | None = None,
     ) -> Operation: ...
 
-    def __call__(
+    def __call__(  # type: ignore[misc]  # the implementation takes func or settings, never both
         self,
         func: F | None = None,
         /,

@@ -11,9 +11,14 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.metrics import Counter, Histogram, MeterProvider, UpDownCounter
+from opentelemetry.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    UpDownCounter,
+    get_meter_provider,
+)
 from opentelemetry.metrics import _internal as _metrics_internal
-from opentelemetry.metrics import get_meter_provider
 
 from certobs.semconv import metrics as m
 
@@ -62,7 +67,7 @@ class _Instruments:
     current: _Instruments | None = None
 
     def __init__(self, provider: MeterProvider, generation: int) -> None:
-        from certobs import __version__  # noqa: PLC0415 - resolved lazily, once per provider
+        from certobs import __version__
 
         meter = provider.get_meter(SCOPE_NAME, __version__)
         self.provider = provider
@@ -105,7 +110,7 @@ def tracer() -> Tracer | None:
     cached = _tracer_cache.get(_State.generation)
     if cached is not None and cached[0] is provider:
         return cached[1]
-    from certobs import __version__  # noqa: PLC0415
+    from certobs import __version__
 
     made = provider.get_tracer(SCOPE_NAME, __version__)
     _tracer_cache.clear()
