@@ -477,3 +477,17 @@ def test_strict_mode_is_restored():
     with capture():
         assert _errors.is_strict()
     assert not _errors.is_strict()
+
+
+def test_duration_exemplar_links_to_span(certobs_telemetry):
+    """The duration histogram carries an exemplar pointing at the operation's span."""
+
+    @certobs.renewal
+    def renew():
+        return 1
+
+    renew()
+    (span,) = certobs_telemetry.spans()
+    point = certobs_telemetry.point(DURATION, {a.CERTIFICATE_OPERATION_NAME: "renew"})
+    assert [e.span_id for e in point.exemplars] == [span.context.span_id]
+    assert point.exemplars[0].trace_id == span.context.trace_id

@@ -9,7 +9,8 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from certobs import _runtime
@@ -172,13 +173,16 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
     elif s.exporter == "prometheus":
         reader, server = _prometheus(s)
         readers.append(reader)
-    meter_provider = MeterProvider(metric_readers=readers, resource=resource)
+    # shutdown_on_exit=False: certobs' own exit handler flushes, with a bounded timeout.
+    meter_provider = MeterProvider(
+        metric_readers=readers, resource=resource, shutdown_on_exit=False
+    )
     tracer_provider = None
     if span_exporter is not None:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     return meter_provider, tracer_provider, server
 
@@ -264,15 +268,40 @@ def shutdown(timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
         if meter_provider is None:
             return
         _runtime.install(None, None)
-    millis = max(timeout, 0.0) * 1000.0
-    try:
-        if tracer_provider is not None:
-            tracer_provider.force_flush(int(millis))
-            tracer_provider.shutdown()
-        meter_provider.shutdown(timeout_millis=millis)
-    except Exception:
-        logger.exception("certobs: error while flushing telemetry at shutdown")
-    finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+    # Spans and metrics flush in parallel against one deadline. The SDK's span flush ignores
+    # its timeout (it exports through the exporter's retry loop), so each runs in a daemon
+    # thread that is abandoned, not waited for, once the deadline passes.
+    timeout = max(timeout, 0.0)
+    deadline = time.monotonic() + timeout
+    jobs = [("metrics", lambda: meter_provider.shutdown(timeout_millis=timeout * 1000.0))]
+    if tracer_provider is not None:
+        jobs.append(("spans", tracer_provider.shutdown))
+    threads = []
+    for name, job in jobs:
+        thread = threading.Thread(
+            target=_logged(job, name), name=f"certobs-shutdown-{name}", daemon=True
+        )
+        thread.start()
+        threads.append((name, thread))
+    for name, thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+        if thread.is_alive():
+            logger.warning(
+                "certobs: flushing %s did not finish within %.1f s (is the collector reachable?); "
+                "what was not exported is dropped",
+                name,
+                timeout,
+            )
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+def _logged(job: Callable[[], object], name: str) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job()
+        except Exception:
+            logger.exception("certobs: error while flushing %s at shutdown", name)
+
+    return run
