@@ -11,7 +11,9 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-PYTHON = "3.11"
+# Sessions run on the interpreter nox runs on (any supported Python, 3.10 or newer); CI uses
+# the machine's python3.
+PYTHON = None
 
 
 def _ensure_promtool(session: nox.Session) -> None:

@@ -31,6 +31,7 @@ def test_demo_console_prints_every_operation():
     assert "certificate.renewal.lead_time{" in out
     assert "certobs demo: what the service did" in out
     assert "Traceback" not in result.stderr
+    assert "certobs:" not in result.stderr  # the demo triggers no certobs warning
 
 
 def test_demo_ctrl_c_flushes_and_exits():
@@ -57,6 +58,7 @@ def test_demo_ctrl_c_flushes_and_exits():
     # The export interval is an hour: the only metrics printed are the final flush.
     assert "--- certobs metrics at" in out
     assert "certificate.operation.duration{" in out
+    assert "certobs demo: what the service did" in out
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,27 @@ CASES = [
     ({}, {"OTEL_EXPORTER_PROMETHEUS_HOST": "0.0.0.0"}, "prometheus_host", "0.0.0.0"),
     ({}, {}, "disabled", False),
     ({}, {"OTEL_SDK_DISABLED": "true"}, "disabled", True),
+    ({}, {"OTEL_SDK_DISABLED": "TRUE"}, "disabled", True),
+    # OpenTelemetry: only "true" disables; other values (even "1") do not.
+    ({}, {"OTEL_SDK_DISABLED": "1"}, "disabled", False),
+    ({}, {"OTEL_SDK_DISABLED": "maybe"}, "disabled", False),
+    ({}, {"OTEL_TRACES_EXPORTER": "none"}, "traces", False),
+    ({}, {"CERTOBS_TRACES": "true", "OTEL_TRACES_EXPORTER": "none"}, "traces", True),
+    (
+        {},
+        {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+        "traces_protocol",
+        "http/protobuf",
+    ),
+    ({}, {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "protocol", "grpc"),
+    (
+        {"protocol": "grpc"},
+        {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"},
+        "traces_protocol",
+        "grpc",
+    ),
+    ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, "endpoint_from_argument", False),
+    ({"endpoint": "http://c:4317"}, {}, "endpoint_from_argument", True),
 ]
 
 
@@ -90,7 +111,6 @@ BAD = [
     ({"prometheus_port": 70000}, {}, r"prometheus_port=70000"),
     ({}, {"OTEL_EXPORTER_PROMETHEUS_PORT": "http"}, r"OTEL_EXPORTER_PROMETHEUS_PORT='http'"),
     ({"exporter": "prometheus", "traces": True}, {}, r"Prometheus stores no spans"),
-    ({}, {"OTEL_SDK_DISABLED": "maybe"}, r"OTEL_SDK_DISABLED='maybe' is not a boolean"),
     ({"service_name": ""}, {}, r"service_name=''"),
 ]
 
@@ -132,7 +152,7 @@ def test_disabled_sdk_installs_nothing(monkeypatch):
 def test_console_exporter_prints_readable_lines(monkeypatch, capsys):
     """The console exporter prints one line per series, flushed by shutdown()."""
     monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
-    certobs.configure(exporter="console", export_interval=3600, set_global=False)
+    certobs.configure(exporter="console", export_interval=3600)
     try:
 
         @certobs.renewal(issuer="letsencrypt")
@@ -235,3 +255,31 @@ def test_console_format_histogram_points():
         "d{certificate.operation.name=renew} count=4 mean=6.500s p50<=10.000s p95<=20.000s"
     )
     assert "count=0 mean=0.000s p50<=- p95<=-" in format_point("d", "s", point([0, 0, 0], 0.0))
+
+
+def test_signal_specific_endpoint_wins_over_general(monkeypatch):
+    """OTEL_EXPORTER_OTLP_METRICS_ENDPOINT beats OTEL_EXPORTER_OTLP_ENDPOINT, as specified."""
+    from certobs._export import _otlp_exporters
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4318")
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://metrics:9999/custom/v1/metrics"
+    )
+    resolved = settings(protocol="http/protobuf", traces=True)
+    metric_exporter, span_exporter = _otlp_exporters(resolved)
+    assert metric_exporter._endpoint == "http://metrics:9999/custom/v1/metrics"
+    assert span_exporter._endpoint == "http://general:4318/v1/traces"
+    explicit, _ = _otlp_exporters(settings(protocol="http/protobuf", endpoint="http://arg:1"))
+    assert explicit._endpoint == "http://arg:1/v1/metrics"
+
+
+def test_shutdown_returns_to_zero_overhead(monkeypatch):
+    """After shutdown() nothing records any more, and OpenTelemetry's globals were never taken."""
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    certobs.configure(exporter="none")
+    assert _runtime.recording()
+    certobs.shutdown()
+    assert not _runtime.recording()
+    assert metrics_internal._METER_PROVIDER is None

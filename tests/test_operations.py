@@ -275,7 +275,7 @@ def test_bad_decoration_fails_fast():
         certobs.ConfigurationError, match=r"no parameter 'serial' \(its parameters: cert_id\)"
     ):
         certobs.renewal(arg_attributes={"serial": a.CERTIFICATE_SERIAL_NUMBER})(renew)
-    with pytest.raises(certobs.ConfigurationError, match="issuer="):
+    with pytest.raises(certobs.ConfigurationError, match="issuer: expected a non-empty string"):
         certobs.renewal(issuer=object())
     with pytest.raises(certobs.ConfigurationError, match="operation name"):
         certobs.operation("")
@@ -283,8 +283,13 @@ def test_bad_decoration_fails_fast():
         certobs.renewal(42)
 
 
-def test_nothing_recorded_while_disabled():
-    """With no provider installed, calls run and nothing is recorded anywhere."""
+def test_nothing_recorded_while_disabled(monkeypatch):
+    """With no provider installed, calls run and certobs never touches an instrument."""
+    from certobs import _runtime
+
+    touched = []
+    monkeypatch.setattr(_runtime, "instruments", lambda: touched.append(1))
+    monkeypatch.setattr(_runtime, "tracer", lambda: touched.append(1))
     calls = []
 
     @certobs.renewal
@@ -292,14 +297,14 @@ def test_nothing_recorded_while_disabled():
         calls.append(x)
         return x
 
+    assert not _runtime.recording()
     assert renew(1) == 1
     with certobs.deployment() as op:
         op.set_attribute(a.CERTIFICATE_ID, "x")
         assert certobs.current_operation() is op
-    with capture() as telemetry:
-        pass
+    assert certobs.current_operation() is not op
     assert calls == [1]
-    assert telemetry.points(DURATION) == []
+    assert touched == []
 
 
 def test_context_manager_handle_and_nesting(certobs_telemetry):
@@ -392,7 +397,8 @@ def test_internal_failure_swallowed_and_logged_once(monkeypatch, caplog):
         with pytest.raises(RenewalFailed), certobs.renewal():
             raise RenewalFailed
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 2  # one for starting, one for ending; each logged once
+    assert len(errors) == 1  # starting failed, logged once; nothing was left to end
+    assert certobs.current_operation() is certobs.current_operation()  # the no-op handle
     with capture(strict=True), pytest.raises(RuntimeError, match="exploded"):
         renew(1)
 
@@ -491,3 +497,213 @@ def test_duration_exemplar_links_to_span(certobs_telemetry):
     point = certobs_telemetry.point(DURATION, {a.CERTIFICATE_OPERATION_NAME: "renew"})
     assert [e.span_id for e in point.exemplars] == [span.context.span_id]
     assert point.exemplars[0].trace_id == span.context.trace_id
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise ValueError("no text for you")
+
+
+def test_failure_inside_certobs_teardown_leaves_no_state(caplog):
+    """If recording an exception fails, the span still ends and nothing stays current."""
+    with capture(strict=False) as telemetry, caplog.at_level(logging.ERROR, "certobs"):
+
+        @certobs.renewal
+        def renew():
+            raise Unprintable
+
+        for _ in range(2):
+            with pytest.raises(Unprintable):
+                renew()
+        assert certobs.current_operation() is not None
+        assert certobs.current_operation().operation is None  # the no-op handle
+        from opentelemetry import trace
+
+        assert not trace.get_current_span().get_span_context().is_valid
+        active = telemetry.point(
+            CERTIFICATE_OPERATION_ACTIVE, {a.CERTIFICATE_OPERATION_NAME: "renew"}
+        )
+        assert active.value == 0
+        spans = telemetry.spans()
+        assert len(spans) == 2
+        assert all(s.status.status_code.name == "ERROR" for s in spans)
+        point = telemetry.point(
+            DURATION,
+            {a.CERTIFICATE_OPERATION_NAME: "renew", a.ERROR_TYPE: f"{__name__}.Unprintable"},
+        )
+        assert point.count == 2
+
+
+def test_failed_start_records_no_duration(monkeypatch):
+    """When starting fails (a sampler raising, say), no bogus duration and no active leak."""
+    from certobs import _runtime
+
+    class BrokenTracer:
+        def start_span(self, *args, **kwargs):
+            raise RuntimeError("sampler bug")
+
+    with capture(strict=False) as telemetry:
+        monkeypatch.setattr(_runtime, "tracer", BrokenTracer)
+
+        @certobs.renewal
+        def renew():
+            return "ok"
+
+        assert renew() == "ok"
+        with certobs.deployment():
+            pass
+        assert telemetry.points(DURATION) == []
+        for name in ("renew", "deploy"):
+            point = telemetry.point(
+                CERTIFICATE_OPERATION_ACTIVE, {a.CERTIFICATE_OPERATION_NAME: name}
+            )
+            assert point.value == 0
+        assert certobs.current_operation().operation is None
+
+
+def test_interleaved_generators_each_record(certobs_telemetry):
+    """``with`` blocks suspended in generators that interleave are each recorded and closed."""
+
+    def pipeline(target):
+        with certobs.deployment(target_type=target):
+            yield 1
+            yield 2
+
+    first, second = pipeline("nginx"), pipeline("f5")
+    next(first)
+    next(second)
+    assert list(first) == [2]
+    assert list(second) == [2]
+    for target in ("nginx", "f5"):
+        point = certobs_telemetry.point(
+            DURATION,
+            {a.CERTIFICATE_OPERATION_NAME: "deploy", a.CERTIFICATE_DEPLOYMENT_TARGET_TYPE: target},
+        )
+        assert point.count == 1
+    active = certobs_telemetry.point(
+        CERTIFICATE_OPERATION_ACTIVE, {a.CERTIFICATE_OPERATION_NAME: "deploy"}
+    )
+    assert active.value == 0
+    assert len(certobs_telemetry.spans()) == 2
+    assert certobs.current_operation().operation is None
+
+
+def test_async_generator_closed_early(certobs_telemetry):
+    """Breaking out of an async generator that holds an ``async with`` still ends its span."""
+
+    async def stream():
+        async with certobs.bundle_build():
+            for i in range(10):
+                yield i
+
+    async def main():
+        async for i in stream():
+            if i == 2:
+                break
+
+    asyncio.run(main())
+    assert [s.name for s in certobs_telemetry.spans()] == ["certificate.bundle.build"]
+    active = certobs_telemetry.point(
+        CERTIFICATE_OPERATION_ACTIVE, {a.CERTIFICATE_OPERATION_NAME: "bundle.build"}
+    )
+    assert active.value == 0
+
+
+def test_argument_mapping_on_bound_method(certobs_telemetry):
+    """Decorating an already-bound method maps arguments to the right attributes."""
+
+    class Client:
+        def renew(self, cert_id, force=False):
+            return cert_id
+
+    client = Client()
+    client.renew = certobs.renewal(
+        arg_attributes={"cert_id": a.CERTIFICATE_ID, "force": "acme.force"}
+    )(client.renew)
+    assert client.renew("api", True) == "api"
+    (span,) = certobs_telemetry.spans()
+    assert span.attributes[a.CERTIFICATE_ID] == "api"
+    assert span.attributes["acme.force"] is True
+
+
+def test_enum_values_recorded_as_their_values(certobs_telemetry):
+    """Generated enum members are recorded as their plain values, never as 'Class.MEMBER'."""
+    from certobs.semconv.attributes import CertificateBundleFormatValues, ErrorTypeValues
+
+    certobs.record_bundle_request(
+        "b", format=CertificateBundleFormatValues.DER, error_type=ErrorTypeValues.OTHER
+    )
+    with certobs.deployment(environment=CertificateBundleFormatValues.PEM) as op:
+        op.set_attribute(a.CERTIFICATE_ISSUER_NAME, CertificateBundleFormatValues.JKS)
+    (bundle,) = certobs_telemetry.points(CERTIFICATE_BUNDLE_REQUESTS)
+    assert dict(bundle.attributes) == {
+        a.CERTIFICATE_BUNDLE_NAME: "b",
+        a.CERTIFICATE_BUNDLE_FORMAT: "der",
+        a.ERROR_TYPE: "_OTHER",
+    }
+    (point,) = certobs_telemetry.points(DURATION)
+    assert type(point.attributes[a.DEPLOYMENT_ENVIRONMENT_NAME]) is str
+    assert point.attributes[a.CERTIFICATE_ISSUER_NAME] == "jks"
+
+
+@certobs.issuance(issuer="corp")
+def module_level_issue(x):
+    """Issue, at module level so that it pickles by reference."""
+    return x + 1
+
+
+def test_decorated_functions_pickle_by_reference():
+    """A decorated module-level function pickles (process pools); a local one says why not."""
+    import pickle
+
+    assert pickle.loads(pickle.dumps(module_level_issue)) is module_level_issue
+
+    @certobs.issuance
+    def local():
+        return 1
+
+    with pytest.raises(pickle.PicklingError, match="only functions defined at module"):
+        pickle.dumps(local)
+
+
+def test_dropped_values_are_never_logged(caplog):
+    """A dropped attribute's value (possibly key material) never reaches the log."""
+    secret = b"-----BEGIN PRIVATE KEY-----\nMIGHAgEA\n-----END PRIVATE KEY-----\n"
+    with (
+        capture(strict=False),
+        caplog.at_level(logging.DEBUG, "certobs"),
+        certobs.issuance() as op,
+    ):
+        op.set_attribute("key", secret)  # type: ignore[arg-type]
+    assert "dropped attribute 'key'" in caplog.text
+    assert "PRIVATE KEY" not in caplog.text
+    assert "MIGHAgEA" not in caplog.text
+
+
+def test_active_balanced_when_provider_changes_mid_operation():
+    """An operation ends on the provider it started on: no negative active count anywhere."""
+    op = certobs.validation()
+    with capture() as first:
+        op.__enter__()
+        with capture() as second:
+            op.__exit__(None, None, None)
+            assert second.points(CERTIFICATE_OPERATION_ACTIVE) == []
+        point = first.point(
+            CERTIFICATE_OPERATION_ACTIVE, {a.CERTIFICATE_OPERATION_NAME: "validate"}
+        )
+        assert point.value == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"issuer": ["a", "b"]}, "issuer: expected a non-empty string, got a list"),
+        ({"environment": ""}, "environment: expected a non-empty string"),
+        ({"attributes": {a.CERTIFICATE_ID: None}}, "attributes\\['certificate.id'\\]: expected"),
+        ({"attributes": {"x": object()}}, "got a object"),
+    ],
+)
+def test_static_attributes_validated(kwargs, message):
+    """Static labels must be strings and static attributes valid values: fail at decoration."""
+    with pytest.raises(certobs.ConfigurationError, match=message):
+        certobs.renewal(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 import certobs
@@ -83,16 +84,15 @@ def _demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     code = 0
-    tally = None
+    tally: Counter[str] = Counter()
     try:
-        tally = asyncio.run(_demo.run(args.duration, seed=args.seed))
+        asyncio.run(_demo.run(args.duration, tally, seed=args.seed))
     except KeyboardInterrupt:
         print("\ncertobs demo: interrupted; flushing telemetry", file=sys.stderr, flush=True)
         code = 130
     finally:
         certobs.shutdown()
-    if tally is not None:
-        _demo.summary(tally, sys.stdout)
+    _demo.summary(tally, sys.stdout)
     return code
 
 

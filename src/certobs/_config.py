@@ -33,6 +33,8 @@ OTEL_METRIC_EXPORT_INTERVAL: Final = "OTEL_METRIC_EXPORT_INTERVAL"
 OTEL_EXPORTER_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
 OTEL_EXPORTER_OTLP_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
 OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+OTEL_TRACES_EXPORTER: Final = "OTEL_TRACES_EXPORTER"
 OTEL_EXPORTER_PROMETHEUS_HOST: Final = "OTEL_EXPORTER_PROMETHEUS_HOST"
 OTEL_EXPORTER_PROMETHEUS_PORT: Final = "OTEL_EXPORTER_PROMETHEUS_PORT"
 
@@ -137,7 +139,9 @@ class Settings:
     disabled: bool
     exporter: str = attrs.field(validator=attrs.validators.in_(EXPORTERS))
     protocol: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
+    traces_protocol: str = attrs.field(validator=attrs.validators.in_(PROTOCOLS))
     endpoint: str | None
+    endpoint_from_argument: bool
     headers: Mapping[str, str] | None
     export_interval: float = attrs.field()
     traces: bool
@@ -182,7 +186,8 @@ def settings(
         ConfigurationError: Naming the setting, the value and what is accepted.
     """
     env = os.environ if environ is None else environ
-    disabled = resolve(None, env, ((OTEL_SDK_DISABLED, _boolean(OTEL_SDK_DISABLED)),), False)
+    # As OpenTelemetry specifies: only "true" (any case) disables; anything else does not.
+    disabled = env.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
     if exporter is not None:
         exporter = _one_of("exporter", EXPORTERS)(exporter)
     exporter = resolve(
@@ -196,7 +201,8 @@ def settings(
     )
     if protocol is not None:
         protocol = _one_of("protocol", PROTOCOLS)(protocol)
-    protocol = resolve(
+    general = (OTEL_EXPORTER_OTLP_PROTOCOL, _one_of(OTEL_EXPORTER_OTLP_PROTOCOL, PROTOCOLS))
+    metrics_protocol = resolve(
         protocol,
         env,
         (
@@ -204,10 +210,26 @@ def settings(
                 OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
                 _one_of(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, PROTOCOLS),
             ),
-            (OTEL_EXPORTER_OTLP_PROTOCOL, _one_of(OTEL_EXPORTER_OTLP_PROTOCOL, PROTOCOLS)),
+            general,
         ),
         DEFAULT_PROTOCOL,
     )
+    traces_protocol = resolve(
+        protocol,
+        env,
+        (
+            (
+                OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+                _one_of(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, PROTOCOLS),
+            ),
+            general,
+        ),
+        DEFAULT_PROTOCOL,
+    )
+    # An endpoint given as an argument is passed to the exporters; one from the environment is
+    # only checked here and left to the exporters, which also honour the signal-specific
+    # OTEL_EXPORTER_OTLP_{METRICS,TRACES}_ENDPOINT over it, as the specification says.
+    from_argument = endpoint is not None
     if endpoint is not None:
         endpoint = check_endpoint("endpoint", endpoint)
     endpoint = resolve(
@@ -228,7 +250,15 @@ def settings(
         ((OTEL_METRIC_EXPORT_INTERVAL, _interval_ms),),
         DEFAULT_EXPORT_INTERVAL,
     )
-    traces = resolve(traces, env, ((CERTOBS_TRACES, _boolean(CERTOBS_TRACES)),), exporter == "otlp")
+    traces = resolve(
+        traces,
+        env,
+        (
+            (CERTOBS_TRACES, _boolean(CERTOBS_TRACES)),
+            (OTEL_TRACES_EXPORTER, lambda v: v.strip().lower() != "none"),
+        ),
+        exporter == "otlp",
+    )
     if traces and exporter == "prometheus":
         raise ConfigurationError(
             "traces=True with exporter='prometheus': Prometheus stores no spans; use "
@@ -248,8 +278,10 @@ def settings(
     return Settings(
         disabled=disabled,
         exporter=exporter,
-        protocol=protocol,
+        protocol=metrics_protocol,
+        traces_protocol=traces_protocol,
         endpoint=endpoint,
+        endpoint_from_argument=from_argument,
         headers=headers,
         export_interval=interval,
         traces=traces,

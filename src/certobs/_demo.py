@@ -118,7 +118,7 @@ class CertificateService:
         certobs.current_operation().set_certificate(cert)
         return cert
 
-    @certobs.renewal(arg_attributes={"managed": a.CERTIFICATE_ID})
+    @certobs.renewal
     async def renew(self, managed: ManagedCertificate) -> Any:
         """Renew through ACME or the corporate CA; ACME orders sometimes fail."""
         op = certobs.current_operation()
@@ -216,14 +216,14 @@ async def _worker(service: CertificateService, deadline: float, tally: Counter[s
         await asyncio.sleep(rng.uniform(0.0, 0.3))
 
 
-async def run(duration: float, *, seed: int | None = None, workers: int = 6) -> Counter[str]:
-    """Run the simulated service for ``duration`` seconds and return what it did."""
+async def run(
+    duration: float, tally: Counter[str], *, seed: int | None = None, workers: int = 6
+) -> None:
+    """Run the simulated service for ``duration`` seconds, counting what it does in ``tally``."""
     rng = random.Random(seed)
     service = CertificateService(rng, PrivateCA())
-    tally: Counter[str] = Counter()
     deadline = time.monotonic() + duration
     await asyncio.gather(*(_worker(service, deadline, tally) for _ in range(workers)))
-    return tally
 
 
 def summary(tally: Counter[str], out: IO[str]) -> None:

@@ -7,6 +7,7 @@ none of them.
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import threading
 import time
@@ -49,7 +50,7 @@ def configure(
     resource_attributes: Mapping[str, str | bool | int | float] | None = None,
     prometheus_host: str | None = None,
     prometheus_port: int | None = None,
-    set_global: bool = True,
+    set_global: bool = False,
 ) -> Settings:
     """Set up OpenTelemetry export for certobs telemetry.
 
@@ -81,7 +82,9 @@ def configure(
         prometheus_port: Its port (default 9464, 0 for a free one). Environment:
             ``OTEL_EXPORTER_PROMETHEUS_PORT``.
         set_global: Also install the providers as OpenTelemetry's global ones, when the
-            application has not installed its own (default True).
+            application has not installed its own, so other instrumentation uses them too.
+            Default False: OpenTelemetry's globals can be set only once per process, so a
+            global provider would outlive :func:`shutdown` and block the application's own.
 
     Returns:
         The resolved settings.
@@ -189,33 +192,28 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
 
 def _otlp_exporters(s: Settings) -> tuple[Any, Any]:
     headers = dict(s.headers) if s.headers is not None else None
-    if s.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter,
-        )
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter,
-        )
+    endpoint = s.endpoint if s.endpoint_from_argument else None
+    metrics = _otlp_exporter("metric", s.protocol, endpoint, headers)
+    spans = _otlp_exporter("trace", s.traces_protocol, endpoint, headers) if s.traces else None
+    return metrics, spans
 
-        return (
-            OTLPMetricExporter(endpoint=s.endpoint, headers=headers),
-            OTLPSpanExporter(endpoint=s.endpoint, headers=headers) if s.traces else None,
-        )
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HTTPMetricExporter,
-    )
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HTTPSpanExporter,
-    )
 
-    # OTEL_EXPORTER_OTLP_ENDPOINT is a base URL; the HTTP exporters want the signal's path.
-    base = s.endpoint.rstrip("/") if s.endpoint else None
-    return (
-        HTTPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None, headers=headers),
-        HTTPSpanExporter(endpoint=f"{base}/v1/traces" if base else None, headers=headers)
-        if s.traces
-        else None,
-    )
+def _otlp_exporter(
+    signal: str, protocol: str, endpoint: str | None, headers: dict[str, str] | None
+) -> Any:
+    """Create the OTLP exporter for ``signal`` (``metric`` or ``trace``)."""
+    kind = "Metric" if signal == "metric" else "Span"
+    if protocol == "grpc":
+        module = importlib.import_module(
+            f"opentelemetry.exporter.otlp.proto.grpc.{signal}_exporter"
+        )
+        return getattr(module, f"OTLP{kind}Exporter")(endpoint=endpoint, headers=headers)
+    module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{signal}_exporter")
+    # An endpoint argument is a base URL, like OTEL_EXPORTER_OTLP_ENDPOINT; the HTTP exporters
+    # want the signal's full URL.
+    path = "/v1/metrics" if signal == "metric" else "/v1/traces"
+    full = endpoint.rstrip("/") + path if endpoint else None
+    return getattr(module, f"OTLP{kind}Exporter")(endpoint=full, headers=headers)
 
 
 def _prometheus(s: Settings) -> tuple[MetricReader, Any]:

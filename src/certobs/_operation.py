@@ -6,10 +6,15 @@ attributes, which argument feeds which attribute); a call does: check, clock, ca
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import datetime as _dt
+import importlib
 import inspect
+import pickle
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from enum import Enum
 from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast, overload
@@ -68,6 +73,15 @@ def error_type(exc: BaseException) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
+def _plain(value: Any) -> Any:
+    """Replace enum members (ours are ``str`` enums) by their values, in lists too."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list | tuple) and any(isinstance(v, Enum) for v in value):
+        return [v.value if isinstance(v, Enum) else v for v in value]
+    return value
+
+
 def _valid_value(value: object) -> bool:
     if isinstance(value, str | bool | int | float):
         return True
@@ -86,12 +100,15 @@ class OperationHandle:
     """
 
     __slots__ = (
+        "_closed",
         "_ctx_token",
+        "_inst",
         "_metric_attrs",
+        "_previous",
         "_previous_not_after",
+        "_recording",
         "_span",
         "_start",
-        "_token",
         "operation",
     )
 
@@ -100,8 +117,11 @@ class OperationHandle:
         self._metric_attrs = operation._metric_attrs if operation is not None else {}
         self._span: trace.Span | None = None
         self._start = 0.0
-        self._token: contextvars.Token[OperationHandle | None] | None = None
+        self._previous: OperationHandle | None = None
         self._ctx_token: object | None = None
+        self._inst: _runtime._Instruments | None = None
+        self._recording = False
+        self._closed = False
         self._previous_not_after: float | None = None
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
@@ -121,13 +141,14 @@ class OperationHandle:
             if not isinstance(key, str) or not key:
                 log_once(f"attr-key:{key!r}", "certobs: dropped attribute with invalid key %r", key)
                 return
+            value = _plain(value)
             if not _valid_value(value):
+                # The value itself is never logged: it could be key material.
                 log_once(
                     f"attr-value:{key}",
-                    "certobs: dropped attribute %r: value %r of type %s is not a str, bool, int, "
+                    "certobs: dropped attribute %r: a value of type %s is not a str, bool, int, "
                     "float or a non-empty list of one of those (warned once per key)",
                     key,
-                    value,
                     type(value).__name__,
                 )
                 return
@@ -168,50 +189,102 @@ class OperationHandle:
         except Exception as exc:
             internal_error("reading a certificate for set_certificate()", exc)
 
-    # Lifecycle, driven by Operation.
+    # Lifecycle, driven by Operation. Every step that _begin completed is undone by _end, even
+    # when another step fails, so a certobs failure never leaves a stale current operation, an
+    # attached span context, an unended span or a leaked active count behind.
 
     def _begin(self) -> None:
+        self._start = perf_counter()
         op = self.operation
+        self._previous = _current.get()
+        _current.set(self)
         inst = _runtime.instruments()
         inst.active.add(1, op._active_attrs)
+        self._inst = inst
         tracer = _runtime.tracer()
         if tracer is not None:
             span = tracer.start_span(op.span_name, attributes=op._span_attrs)
             self._span = span
-            self._ctx_token = otel_context.attach(trace.set_span_in_context(span))
-        self._token = _current.set(self)
+            self._ctx_token = otel_context.get_current()
+            otel_context.attach(trace.set_span_in_context(span))
+        self._recording = True
         self._start = perf_counter()
 
     def _end(self, exc: BaseException | None) -> None:
         duration = perf_counter() - self._start
-        op = self.operation
-        inst = _runtime.instruments()
+        inst = self._inst
+        try:
+            # Only a fully started run has a meaningful duration.
+            if self._recording and inst is not None:
+                self._record(inst, duration, exc)
+        finally:
+            try:
+                if inst is not None:
+                    self._inst = None
+                    inst.active.add(-1, self.operation._active_attrs)
+            finally:
+                self._leave()
+                if self._span is not None:
+                    self._close_span(exc)
+
+    def _leave(self) -> None:
+        """Stop being the current operation, restoring the nearest enclosing open one."""
+        self._closed = True
+        if _current.get() is self:
+            previous = self._previous
+            # An enclosing entry may have ended first (generators suspended inside blocks).
+            while previous is not None and previous._closed:
+                previous = previous._previous
+            _current.set(previous)
+
+    def _record(
+        self, inst: _runtime._Instruments, duration: float, exc: BaseException | None
+    ) -> None:
         attrs = self._metric_attrs
-        span = self._span
         if exc is not None:
-            etype = error_type(exc)
-            attrs = {**attrs, a.ERROR_TYPE: etype}
-            if span is not None:
-                span.set_attribute(a.ERROR_TYPE, etype)
-                span.record_exception(exc, escaped=True)
-                span.set_status(trace.StatusCode.ERROR, f"{etype}: {exc}")
+            attrs = {**attrs, a.ERROR_TYPE: error_type(exc)}
         # Recorded while the span is still current, so exemplars link to it.
         inst.duration.record(duration, attrs)
-        inst.active.add(-1, op._active_attrs)
         if exc is None and self._previous_not_after is not None:
             lead = self._previous_not_after - _dt.datetime.now(_dt.timezone.utc).timestamp()
             issuer = attrs.get(a.CERTIFICATE_ISSUER_NAME)
             inst.lead_time.record(
                 max(lead, 0.0), {a.CERTIFICATE_ISSUER_NAME: issuer} if issuer else {}
             )
-        if self._token is not None:
-            _current.reset(self._token)
-            self._token = None
-        if span is not None:
-            if self._ctx_token is not None:
-                otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
-                self._ctx_token = None
+
+    def _close_span(self, exc: BaseException | None) -> None:
+        span = self._span
+        assert span is not None
+        self._span = None
+        previous, self._ctx_token = self._ctx_token, None
+        try:
+            if exc is not None:
+                etype = error_type(exc)
+                span.set_attribute(a.ERROR_TYPE, etype)
+                span.set_status(trace.StatusCode.ERROR, _describe(exc, etype))
+                span.record_exception(exc, escaped=True)
+        finally:
+            # Restore the context we replaced, and only where our span is still current: a
+            # generator finalised in another context must not clobber what runs there now.
+            # (Setting it back, rather than detaching a token, cannot fail in another context.)
+            if previous is not None and trace.get_current_span() is span:
+                otel_context.attach(previous)  # type: ignore[arg-type]
             span.end()
+
+    def _abort(self) -> None:
+        """Undo a partly started run, after certobs failed while starting it."""
+        self._recording = False
+        # Already failing: the first error is the one reported, not a second from cleanup.
+        with contextlib.suppress(Exception):
+            self._end(None)
+
+
+def _describe(exc: BaseException, etype: str) -> str:
+    """Return ``"Type: message"``, surviving exceptions whose ``__str__`` fails."""
+    try:
+        return f"{etype}: {exc}"
+    except Exception:
+        return etype
 
 
 class _NoopHandle(OperationHandle):
@@ -240,12 +313,25 @@ def current_operation() -> OperationHandle:
     return _current.get() or _NOOP
 
 
-def _check_static(name: str, value: object) -> None:
-    if value is not None and not _valid_value(value):
+def _check_label(name: str, value: object) -> str | None:
+    """Validate a static metric label (issuer, target type, environment): a non-empty str."""
+    value = _plain(value)
+    if value is not None and (not isinstance(value, str) or not value):
         raise ConfigurationError(
-            f"{name}={value!r}: expected a str, bool, int or float (or a non-empty list of one), "
-            f"got {type(value).__name__}"
+            f"{name}: expected a non-empty string, got a {type(value).__name__}"
         )
+    return value
+
+
+def _check_static(name: str, value: object) -> Any:
+    """Validate a static attribute value; None is refused here, unlike in set_attribute."""
+    value = _plain(value)
+    if not _valid_value(value):
+        raise ConfigurationError(
+            f"{name}: expected a str, bool, int or float (or a non-empty list of one), "
+            f"got a {type(value).__name__}"
+        )
+    return value
 
 
 class Operation:
@@ -264,8 +350,10 @@ class Operation:
 
     __slots__ = (
         "_active_attrs",
+        "_arg_offset",
         "_arg_positions",
         "_metric_attrs",
+        "_open",
         "_span_attrs",
         "arg_attributes",
         "name",
@@ -289,9 +377,9 @@ class Operation:
                 f"operation name {name!r}: expected a short non-empty string such as 'renew' "
                 "or one of certobs.semconv.attributes.CertificateOperationNameValues"
             )
-        _check_static("issuer", issuer)
-        _check_static("target_type", target_type)
-        _check_static("environment", environment)
+        issuer = _check_label("issuer", issuer)
+        target_type = _check_label("target_type", target_type)
+        environment = _check_label("environment", environment)
         self.name = name
         self.span_name = f"certificate.{name}"
         metric: dict[str, AttributeValue] = {a.CERTIFICATE_OPERATION_NAME: name}
@@ -306,7 +394,7 @@ class Operation:
         for key, value in (attributes or {}).items():
             if not isinstance(key, str) or not key:
                 raise ConfigurationError(f"attributes: key {key!r} is not a non-empty string")
-            _check_static(f"attributes[{key!r}]", value)
+            value = _check_static(f"attributes[{key!r}]", value)
             span[key] = value
             if key in METRIC_KEYS:
                 metric[key] = value
@@ -320,6 +408,9 @@ class Operation:
                     f"arg_attributes: {arg!r} -> {key!r}: expected parameter name -> attribute name"
                 )
         self._arg_positions: tuple[tuple[str, int | None, str], ...] = ()
+        self._arg_offset = 1
+        # Entries of this object as a context manager that have not exited yet.
+        self._open: list[tuple[int, OperationHandle]] = []
 
     def __repr__(self) -> str:
         return f"<certobs.Operation {self.name!r} {self._span_attrs!r}>"
@@ -327,16 +418,19 @@ class Operation:
     # Context manager.
 
     def __enter__(self) -> OperationHandle:
-        if not _runtime.recording():
-            # Still made current, so that __exit__ pairs with this entry, not an outer one.
-            noop = _NoopHandle(self)
-            noop._token = _current.set(noop)
-            return noop
-        handle = OperationHandle(self)
-        try:
-            handle._begin()
-        except Exception as exc:
-            internal_error(f"starting operation {self.name!r}", exc)
+        if _runtime.recording():
+            handle = OperationHandle(self)
+            try:
+                handle._begin()
+            except Exception as exc:
+                handle._abort()
+                internal_error(f"starting operation {self.name!r}", exc)
+        else:
+            # Made current all the same, so current_operation() inside the block is this one.
+            handle = _NoopHandle(self)
+            handle._previous = _current.get()
+            _current.set(handle)
+        self._open.append((threading.get_ident(), handle))
         return handle
 
     def __exit__(
@@ -345,17 +439,33 @@ class Operation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        handle = _current.get()
-        if handle is None or handle.operation is not self:
+        handle = self._pop_open()
+        if handle is None:
             return
         if isinstance(handle, _NoopHandle):
-            if handle._token is not None:
-                _current.reset(handle._token)
+            handle._leave()
             return
         try:
             handle._end(exc)
         except Exception as err:
             internal_error(f"ending operation {self.name!r}", err)
+
+    def _pop_open(self) -> OperationHandle | None:
+        """Find the entry this exit belongs to.
+
+        Normally the current operation. When ``with`` blocks of one operation interleave in a
+        thread (generators suspended inside them) or an async generator is finalised in another
+        context, the most recent open entry of this thread.
+        """
+        current = _current.get()
+        ident = threading.get_ident()
+        for index in range(len(self._open) - 1, -1, -1):
+            if self._open[index][1] is current:
+                return self._open.pop(index)[1]
+        for index in range(len(self._open) - 1, -1, -1):
+            if self._open[index][0] == ident:
+                return self._open.pop(index)[1]
+        return None
 
     async def __aenter__(self) -> OperationHandle:
         return self.__enter__()
@@ -393,7 +503,7 @@ class Operation:
             wrapper = bound._async_wrapper
         else:
             wrapper = bound._sync_wrapper
-        return cast(F, wrapt.FunctionWrapper(func, wrapper, enabled=_runtime.recording))
+        return cast(F, _Instrumented(func, wrapper, enabled=_runtime.recording))
 
     def _bind_arguments(self, target: Callable[..., Any]) -> Operation:
         """Return a copy of this operation that reads attributes from ``target``'s arguments."""
@@ -424,6 +534,8 @@ class Operation:
         for slot in Operation.__slots__:
             setattr(clone, slot, getattr(self, slot))
         clone._arg_positions = tuple(positions)
+        # A bound method's signature has already dropped self; wrapt still passes the instance.
+        clone._arg_offset = 0 if inspect.ismethod(target) else 1
         return clone
 
     def _start(
@@ -433,14 +545,15 @@ class Operation:
         try:
             handle._begin()
             if self._arg_positions:
-                # wrapt passes a bound method's arguments without self/cls.
-                offset = 0 if instance is None else 1
+                # wrapt passes a method's arguments without self/cls.
+                offset = 0 if instance is None else self._arg_offset
                 for name, index, key in self._arg_positions:
                     if name in kwargs:
                         handle.set_attribute(key, kwargs[name])
                     elif index is not None and 0 <= index - offset < len(args):
                         handle.set_attribute(key, args[index - offset])
         except Exception as exc:
+            handle._abort()
             internal_error(f"starting operation {self.name!r}", exc)
         return handle
 
@@ -484,6 +597,34 @@ class Operation:
 
 
 _NOOP: Final = _NoopHandle(cast(Operation, None))
+
+
+if TYPE_CHECKING:
+    _FunctionWrapper = wrapt.FunctionWrapper[..., Any]
+else:
+    _FunctionWrapper = wrapt.FunctionWrapper
+
+
+class _Instrumented(_FunctionWrapper):
+    """The wrapper certobs puts around a function: pickles by reference, like the function."""
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        module = getattr(self.__wrapped__, "__module__", None)
+        qualname = getattr(self.__wrapped__, "__qualname__", None)
+        if not module or not qualname or "<locals>" in qualname:
+            raise pickle.PicklingError(
+                f"cannot pickle instrumented {qualname or self.__wrapped__!r}: only functions "
+                "defined at module or class level can be pickled (by reference)"
+            )
+        return (_load_by_name, (module, qualname))
+
+
+def _load_by_name(module: str, qualname: str) -> Any:
+    """Import ``module`` and return the object at ``qualname`` (unpickling helper)."""
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 class LifecyclePreset:

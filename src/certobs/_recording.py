@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from certobs import _runtime
 from certobs._errors import internal_error, log_once
+from certobs._operation import _plain
 from certobs.semconv import attributes as a
 
 __all__ = ["record_bundle_request"]
@@ -35,9 +36,9 @@ def record_bundle_request(
             return
         attrs = {a.CERTIFICATE_BUNDLE_NAME: bundle}
         if format is not None:
-            attrs[a.CERTIFICATE_BUNDLE_FORMAT] = str(getattr(format, "value", format))
+            attrs[a.CERTIFICATE_BUNDLE_FORMAT] = str(_plain(format))
         if error_type is not None:
-            attrs[a.ERROR_TYPE] = str(error_type)
+            attrs[a.ERROR_TYPE] = str(_plain(error_type))
         _runtime.instruments().bundle_requests.add(1, attrs)
     except Exception as exc:
         internal_error("recording a bundle request", exc)
