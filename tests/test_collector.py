@@ -14,6 +14,7 @@ import http.server
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -360,6 +361,8 @@ try:
     renew(-1)
 except RenewalFailed:
     failure = "RenewalFailed propagated"
+import time
+time.sleep(1.2)  # let the periodic reader try, and fail, to export at least once
 certobs.shutdown(timeout=2)
 print(json.dumps({
     "exporter": settings.exporter, "protocol": settings.protocol, "recording": recording,
@@ -586,3 +589,5 @@ def test_unreachable_collector_does_not_affect_instrumented_code(protocol: str) 
     assert outcome["recording"] is True  # the calls really went through certobs' recording path
     assert outcome["results"] == [i * 2 for i in range(200)]
     assert outcome["failure"] == "RenewalFailed propagated"
+    # The exporter reports the unreachable collector in the log, and keeps it there.
+    assert re.search(r"(?i)transient error|failed to export", result.stderr), result.stderr
