@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import certobs
-from certobs import _errors
+from certobs import _aggregate, _errors
 from certobs.semconv import attributes as a
 from certobs.semconv.metrics import (
     CERTIFICATE_BUNDLE_REQUESTS,
@@ -382,7 +382,6 @@ def test_bad_attribute_values_dropped_with_one_warning(caplog):
 
 def test_internal_failure_swallowed_and_logged_once(monkeypatch, caplog):
     """A failure inside certobs never reaches user code; it is logged once; strict re-raises."""
-    from certobs import _runtime
 
     def broken():
         raise RuntimeError("exporter exploded")
@@ -392,7 +391,7 @@ def test_internal_failure_swallowed_and_logged_once(monkeypatch, caplog):
         return x
 
     with capture(strict=False), caplog.at_level(logging.ERROR, "certobs"):
-        monkeypatch.setattr(_runtime, "instruments", broken)
+        monkeypatch.setattr(_aggregate.SumSeries, "add", lambda self, n: broken())
         assert [renew(i) for i in range(3)] == [0, 1, 2]
         with pytest.raises(RenewalFailed), certobs.renewal():
             raise RenewalFailed
@@ -405,14 +404,13 @@ def test_internal_failure_swallowed_and_logged_once(monkeypatch, caplog):
 
 def test_user_exception_kept_when_certobs_fails(monkeypatch):
     """Even when recording fails, the user's exception is the one that propagates."""
-    from certobs import _runtime
 
     @certobs.renewal
     def renew():
         raise RenewalFailed("original")
 
     with capture(strict=False):
-        monkeypatch.setattr(_runtime, "instruments", lambda: 1 / 0)
+        monkeypatch.setattr(_aggregate.HistogramSeries, "record", lambda *a: 1 / 0)
         with pytest.raises(RenewalFailed, match="original"):
             renew()
 

@@ -21,7 +21,10 @@ from certobs._errors import ConfigurationError
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
+
+    from certobs._aggregate import Store
 
 logger = logging.getLogger("certobs")
 
@@ -35,6 +38,7 @@ class _Configured:
     tracer_provider: TracerProvider | None = None
     http_server: Any = None
     settings: Settings | None = None
+    store: Store | None = None
     atexit_registered = False
 
 
@@ -121,7 +125,7 @@ def configure(
         _Configured.tracer_provider = tracer_provider
         _Configured.http_server = server
         _Configured.settings = resolved
-        _runtime.install(meter_provider, tracer_provider)
+        _runtime.install(meter_provider, tracer_provider, _Configured.store)
         if set_global:
             _set_global(meter_provider, tracer_provider)
         if not _Configured.atexit_registered:
@@ -187,7 +191,18 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
 
         tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    _Configured.store = aggregate_into(readers, resource)
     return meter_provider, tracer_provider, server
+
+
+def aggregate_into(readers: list[MetricReader], resource: Resource) -> Store:
+    """Create the fast path's store and hook it into ``readers`` (already registered)."""
+    from certobs._aggregate import Store
+
+    store = Store()
+    for reader in readers:
+        store.attach(reader, resource, _runtime.scope())
+    return store
 
 
 def _otlp_exporters(s: Settings) -> tuple[Any, Any]:

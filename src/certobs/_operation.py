@@ -13,6 +13,7 @@ import importlib
 import inspect
 import pickle
 import threading
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import Enum
 from time import perf_counter
@@ -24,12 +25,15 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from certobs import _runtime
+from certobs._aggregate import BOUNDS as _BOUNDS
 from certobs._errors import ConfigurationError, internal_error, log_once
+from certobs._runtime import _State
 from certobs.semconv import attributes as a
 from certobs.semconv.attributes import CertificateOperationNameValues as OpName
 from certobs.semconv.metrics import CERTIFICATE_OPERATION_DURATION, METRICS
 
 if TYPE_CHECKING:
+    from certobs._aggregate import HistogramSeries, Store, SumSeries
     from certobs._x509 import CertificateLike
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,7 +56,9 @@ METRIC_KEYS: Final = frozenset(METRICS[CERTIFICATE_OPERATION_DURATION].attribute
     a.CERTIFICATE_OPERATION_NAME,
 }
 
-_current: contextvars.ContextVar[OperationHandle | None] = contextvars.ContextVar(
+# The running operation: a handle, or, for a decorated call on the fast path, the operation's
+# _Fast object until someone asks for a handle (current_operation() then promotes it).
+_current: contextvars.ContextVar[OperationHandle | _Fast | None] = contextvars.ContextVar(
     "certobs_current_operation", default=None
 )
 
@@ -102,6 +108,7 @@ class OperationHandle:
     __slots__ = (
         "_closed",
         "_ctx_token",
+        "_fast",
         "_inst",
         "_metric_attrs",
         "_previous",
@@ -117,9 +124,10 @@ class OperationHandle:
         self._metric_attrs = operation._metric_attrs if operation is not None else {}
         self._span: trace.Span | None = None
         self._start = 0.0
-        self._previous: OperationHandle | None = None
+        self._previous: OperationHandle | _Fast | None = None
         self._ctx_token: object | None = None
         self._inst: _runtime._Instruments | None = None
+        self._fast: _Fast | None = None
         self._recording = False
         self._closed = False
         self._previous_not_after: float | None = None
@@ -198,9 +206,17 @@ class OperationHandle:
         op = self.operation
         self._previous = _current.get()
         _current.set(self)
-        inst = _runtime.instruments()
-        inst.active.add(1, op._active_attrs)
-        self._inst = inst
+        store = _runtime._State.store
+        if store is not None:
+            fast = op._fast
+            if fast is None or fast.store is not store:
+                fast = op._bind_store(store)
+            fast.active.add(1)
+            self._fast = fast
+        else:
+            inst = _runtime.instruments()
+            inst.active.add(1, op._active_attrs)
+            self._inst = inst
         tracer = _runtime.tracer()
         if tracer is not None:
             span = tracer.start_span(op.span_name, attributes=op._span_attrs)
@@ -212,14 +228,21 @@ class OperationHandle:
 
     def _end(self, exc: BaseException | None) -> None:
         duration = perf_counter() - self._start
+        fast = self._fast
         inst = self._inst
         try:
             # Only a fully started run has a meaningful duration.
-            if self._recording and inst is not None:
-                self._record(inst, duration, exc)
+            if self._recording:
+                if fast is not None:
+                    self._record_fast(fast, duration, exc)
+                elif inst is not None:
+                    self._record(inst, duration, exc)
         finally:
             try:
-                if inst is not None:
+                if fast is not None:
+                    self._fast = None
+                    fast.active.add(-1)
+                elif inst is not None:
                     self._inst = None
                     inst.active.add(-1, self.operation._active_attrs)
             finally:
@@ -237,6 +260,31 @@ class OperationHandle:
                 previous = previous._previous
             _current.set(previous)
 
+    def _record_fast(self, fast: _Fast, duration: float, exc: BaseException | None) -> None:
+        attrs = self._metric_attrs
+        if exc is None and attrs is self.operation._metric_attrs:
+            series = fast.ok
+        else:
+            if exc is not None:
+                attrs = {**attrs, a.ERROR_TYPE: error_type(exc)}
+            series = fast.store.duration.get(attrs)
+        span = self._span
+        context = None
+        if span is not None:
+            # Exemplars follow the SDK's default, trace-based filter: sampled spans only.
+            context = span.get_span_context()
+            if not context.trace_flags.sampled:
+                context = None
+        series.record(duration, context)
+        if exc is None and self._previous_not_after is not None:
+            self._record_lead_time(_runtime.instruments(), attrs)
+
+    def _record_lead_time(self, inst: _runtime._Instruments, attrs: Mapping[str, Any]) -> None:
+        assert self._previous_not_after is not None
+        lead = self._previous_not_after - _dt.datetime.now(_dt.timezone.utc).timestamp()
+        issuer = attrs.get(a.CERTIFICATE_ISSUER_NAME)
+        inst.lead_time.record(max(lead, 0.0), {a.CERTIFICATE_ISSUER_NAME: issuer} if issuer else {})
+
     def _record(
         self, inst: _runtime._Instruments, duration: float, exc: BaseException | None
     ) -> None:
@@ -246,11 +294,7 @@ class OperationHandle:
         # Recorded while the span is still current, so exemplars link to it.
         inst.duration.record(duration, attrs)
         if exc is None and self._previous_not_after is not None:
-            lead = self._previous_not_after - _dt.datetime.now(_dt.timezone.utc).timestamp()
-            issuer = attrs.get(a.CERTIFICATE_ISSUER_NAME)
-            inst.lead_time.record(
-                max(lead, 0.0), {a.CERTIFICATE_ISSUER_NAME: issuer} if issuer else {}
-            )
+            self._record_lead_time(inst, attrs)
 
     def _close_span(self, exc: BaseException | None) -> None:
         span = self._span
@@ -277,6 +321,28 @@ class OperationHandle:
         # Already failing: the first error is the one reported, not a second from cleanup.
         with contextlib.suppress(Exception):
             self._end(None)
+
+
+def _record_ok(series: HistogramSeries, duration: float) -> None:
+    """Record a duration without exemplar (the fast path's success case)."""
+    series.record(duration)
+
+
+class _Fast:
+    """An operation's series in the current store: resolved once, used by every call."""
+
+    __slots__ = ("active", "ok", "operation", "store")
+    # Read by OperationHandle._leave when a _Fast is the enclosing "operation".
+    _closed = False
+    _previous = None
+
+    def __init__(
+        self, operation: Operation, store: Store, ok: HistogramSeries, active: SumSeries
+    ) -> None:
+        self.operation = operation
+        self.store = store
+        self.ok = ok
+        self.active = active
 
 
 def _describe(exc: BaseException, etype: str) -> str:
@@ -310,7 +376,17 @@ def current_operation() -> OperationHandle:
 
     >>> current_operation().set_attribute("certificate.id", "api")  # no operation: ignored
     """
-    return _current.get() or _NOOP
+    current = _current.get()
+    if current is None:
+        return _NOOP
+    if isinstance(current, _Fast):
+        # A decorated call on the fast path: make a handle for it only now that it is wanted.
+        handle = OperationHandle(current.operation)
+        handle._fast = current
+        handle._recording = True
+        _current.set(handle)
+        return handle
+    return current
 
 
 def _check_label(name: str, value: object) -> str | None:
@@ -352,6 +428,7 @@ class Operation:
         "_active_attrs",
         "_arg_offset",
         "_arg_positions",
+        "_fast",
         "_metric_attrs",
         "_open",
         "_span_attrs",
@@ -409,11 +486,23 @@ class Operation:
                 )
         self._arg_positions: tuple[tuple[str, int | None, str], ...] = ()
         self._arg_offset = 1
+        self._fast: _Fast | None = None
         # Entries of this object as a context manager that have not exited yet.
         self._open: list[tuple[int, OperationHandle]] = []
 
     def __repr__(self) -> str:
         return f"<certobs.Operation {self.name!r} {self._span_attrs!r}>"
+
+    def _bind_store(self, store: Store) -> _Fast:
+        """Resolve this operation's static series in ``store``, once per store."""
+        fast = _Fast(
+            self,
+            store,
+            store.duration.get(self._metric_attrs),
+            store.active.get(self._active_attrs),
+        )
+        self._fast = fast
+        return fast
 
     # Context manager.
 
@@ -498,11 +587,15 @@ class Operation:
                 "be wrong. Instrument the function that consumes it, or use "
                 f"`with certobs.operation({self.name!r}):` inside it."
             )
-        bound = self._bind_arguments(target) if self.arg_attributes else self
-        if inspect.iscoroutinefunction(target):
-            wrapper = bound._async_wrapper
+        if self.arg_attributes:
+            bound = self._bind_arguments(target)
+            # Mapped arguments go on the span and metric: always the general path.
+            is_async = inspect.iscoroutinefunction(target)
+            wrapper = bound._async_wrapper if is_async else bound._sync_wrapper
+        elif inspect.iscoroutinefunction(target):
+            wrapper = self._fast_async_wrapper
         else:
-            wrapper = bound._sync_wrapper
+            wrapper = self._fast_sync_wrapper
         return cast(F, _Instrumented(func, wrapper, enabled=_runtime.recording))
 
     def _bind_arguments(self, target: Callable[..., Any]) -> Operation:
@@ -562,6 +655,168 @@ class Operation:
             handle._end(exc)
         except Exception as err:
             internal_error(f"ending operation {self.name!r}", err)
+
+    # The fast path: certobs owns the readers (a store is installed), tracing is off and no
+    # arguments are mapped. Everything is inline; a handle is made only if the call asks for
+    # one. Any other case takes the general path below.
+
+    def _fast_begin(self, store: Store) -> _Fast:
+        fast = self._fast
+        if fast is None or fast.store is not store:
+            fast = self._bind_store(store)
+        active = fast.active
+        active.lock.acquire()
+        try:
+            active.value += 1
+            active.updates += 1
+        finally:
+            active.lock.release()
+        return fast
+
+    def _fast_end(
+        self,
+        fast: _Fast,
+        token: contextvars.Token[OperationHandle | _Fast | None],
+        duration: float,
+        exc: BaseException | None,
+    ) -> None:
+        """End a fast-path call: record it, count it out, restore the current operation."""
+        try:
+            current = _current.get()
+            if current is fast and exc is None:
+                _record_ok(fast.ok, duration)
+            else:
+                self._fast_end_slow(fast, current, duration, exc)
+        except Exception as err:
+            internal_error(f"ending operation {self.name!r}", err)
+        finally:
+            active = fast.active
+            with active.lock:
+                active.value -= 1
+                active.updates += 1
+            try:
+                _current.reset(token)
+            except ValueError:  # finished in another context than it started in
+                if _current.get() is fast:
+                    _current.set(None)
+
+    def _fast_end_slow(
+        self,
+        fast: _Fast,
+        current: OperationHandle | _Fast | None,
+        duration: float,
+        exc: BaseException | None,
+    ) -> None:
+        """Record a fast-path call that failed, or whose handle was asked for."""
+        attrs = self._metric_attrs
+        previous_not_after = None
+        if isinstance(current, OperationHandle) and current._fast is fast:
+            attrs = current._metric_attrs
+            previous_not_after = current._previous_not_after
+            current._closed = True
+        if exc is not None:
+            attrs = {**attrs, a.ERROR_TYPE: error_type(exc)}
+        series = fast.ok if attrs is self._metric_attrs else fast.store.duration.get(attrs)
+        series.record(duration)
+        if exc is None and previous_not_after is not None:
+            lead = previous_not_after - _dt.datetime.now(_dt.timezone.utc).timestamp()
+            issuer = attrs.get(a.CERTIFICATE_ISSUER_NAME)
+            _runtime.instruments().lead_time.record(
+                max(lead, 0.0), {a.CERTIFICATE_ISSUER_NAME: issuer} if issuer else {}
+            )
+
+    def _fast_sync_wrapper(
+        self,
+        wrapped: Callable[..., Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        store = _State.store
+        if (
+            store is None
+            or _State.tracer_provider is not None
+            or trace._TRACER_PROVIDER is not None
+        ):
+            return self._sync_wrapper(wrapped, instance, args, kwargs)
+        try:
+            fast = self._fast_begin(store)
+        except Exception as err:
+            internal_error(f"starting operation {self.name!r}", err)
+            return wrapped(*args, **kwargs)
+        token = _current.set(fast)
+        start = perf_counter()
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._fast_end(fast, token, perf_counter() - start, exc)
+            raise
+        duration = perf_counter() - start
+        # The common case, inline: this call asked for no handle and did not fail.
+        if _current.get() is fast:
+            try:
+                _current.reset(token)
+                series = fast.ok
+                index = bisect_left(_BOUNDS, duration)
+                # acquire/release, not `with`: half the cost on this path.
+                series.lock.acquire()
+                try:
+                    series.count += 1
+                    series.sum += duration
+                    series.buckets[index] += 1
+                    if duration < series.min:
+                        series.min = duration
+                    if duration > series.max:
+                        series.max = duration
+                    if duration < series.interval_min:
+                        series.interval_min = duration
+                    if duration > series.interval_max:
+                        series.interval_max = duration
+                finally:
+                    series.lock.release()
+                active = fast.active
+                active.lock.acquire()
+                try:
+                    active.value -= 1
+                    active.updates += 1
+                finally:
+                    active.lock.release()
+            except Exception as err:
+                internal_error(f"ending operation {self.name!r}", err)
+            return result
+        self._fast_end(fast, token, duration, None)
+        return result
+
+    async def _fast_async_wrapper(
+        self,
+        wrapped: Callable[..., Awaitable[Any]],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        store = _State.store
+        if (
+            store is None
+            or _State.tracer_provider is not None
+            or trace._TRACER_PROVIDER is not None
+        ):
+            return await self._async_wrapper(wrapped, instance, args, kwargs)
+        try:
+            fast = self._fast_begin(store)
+        except Exception as err:
+            internal_error(f"starting operation {self.name!r}", err)
+            return await wrapped(*args, **kwargs)
+        token = _current.set(fast)
+        start = perf_counter()
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            self._fast_end(fast, token, perf_counter() - start, exc)
+            raise
+        self._fast_end(fast, token, perf_counter() - start, None)
+        return result
+
+    # The general path.
 
     def _sync_wrapper(
         self,

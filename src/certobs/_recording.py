@@ -39,6 +39,10 @@ def record_bundle_request(
             attrs[a.CERTIFICATE_BUNDLE_FORMAT] = str(_plain(format))
         if error_type is not None:
             attrs[a.ERROR_TYPE] = str(_plain(error_type))
-        _runtime.instruments().bundle_requests.add(1, attrs)
+        store = _runtime._State.store
+        if store is not None:
+            store.bundle_requests.get(attrs).add(1)
+        else:
+            _runtime.instruments().bundle_requests.add(1, attrs)
     except Exception as exc:
         internal_error("recording a bundle request", exc)

@@ -25,6 +25,8 @@ from certobs.semconv import metrics as m
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
+    from certobs._aggregate import Store
+
 SCOPE_NAME = "certobs"
 
 
@@ -33,6 +35,8 @@ class _State:
 
     meter_provider: MeterProvider | None = None
     tracer_provider: TracerProvider | None = None
+    # The fast path's aggregates, when certobs owns the meter provider's readers.
+    store: Store | None = None
     # Bumped whenever the providers change, so cached instruments are rebuilt.
     generation = 0
     lock = threading.Lock()
@@ -52,11 +56,20 @@ def recording() -> bool:
     )
 
 
-def install(meter_provider: MeterProvider | None, tracer_provider: TracerProvider | None) -> None:
-    """Make certobs record through these providers (None: fall back to the global ones)."""
+def install(
+    meter_provider: MeterProvider | None,
+    tracer_provider: TracerProvider | None,
+    store: Store | None = None,
+) -> None:
+    """Make certobs record through these providers (None: fall back to the global ones).
+
+    With a ``store``, operations and bundle requests aggregate in process and reach the
+    provider's readers through it (see ``certobs._aggregate``).
+    """
     with _State.lock:
         _State.meter_provider = meter_provider
         _State.tracer_provider = tracer_provider
+        _State.store = store
         _State.generation += 1
         _Instruments.current = None
 
@@ -116,3 +129,12 @@ def tracer() -> Tracer | None:
     _tracer_cache.clear()
     _tracer_cache[_State.generation] = (provider, made)
     return made
+
+
+def scope() -> Any:
+    """Return the instrumentation scope certobs records under (loads the SDK)."""
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    from certobs import __version__
+
+    return InstrumentationScope(SCOPE_NAME, __version__)

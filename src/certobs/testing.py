@@ -22,11 +22,13 @@ from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from certobs import _errors, _runtime
+from certobs._export import aggregate_into
 
 __all__ = ["Telemetry", "capture", "certobs_telemetry"]
 
@@ -91,13 +93,19 @@ def capture(*, strict: bool = True) -> Iterator[Telemetry]:
         The :class:`Telemetry` to assert on.
     """
     reader = InMemoryMetricReader()
-    meter_provider = MeterProvider(metric_readers=[reader])
+    resource = Resource.create({})
+    meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
+    store = aggregate_into([reader], resource)
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
-    previous = (_runtime._State.meter_provider, _runtime._State.tracer_provider)
+    previous = (
+        _runtime._State.meter_provider,
+        _runtime._State.tracer_provider,
+        _runtime._State.store,
+    )
     was_strict = _errors.is_strict()
-    _runtime.install(meter_provider, tracer_provider)
+    _runtime.install(meter_provider, tracer_provider, store)
     _errors.set_strict(strict)
     _errors.reset_logged()
     try:

@@ -1,0 +1,389 @@
+"""In-process aggregation: the fast path for the metrics certobs records most.
+
+The OpenTelemetry SDK cleans, copies and hashes the attributes of every measurement; most of a
+recorded call's cost is there. certobs knows its attribute sets when a function is decorated, so
+it keeps one aggregate per attribute set (count, sum, bucket counts, min, max; or a sum) and an
+operation holds direct references to its own. A measurement is then a clock read, a bucket
+search and a few additions under a lock.
+
+At collection time the aggregates become ordinary SDK data points, merged into what the SDK
+collected for the same reader, in that reader's temporality. This works for the readers that
+certobs creates (``configure()`` and ``certobs.testing``); with an application's own
+MeterProvider certobs records through SDK instruments instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+from time import time_ns
+from typing import TYPE_CHECKING, Any, Final
+
+from certobs.semconv import metrics as m
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import Metric, MetricReader, MetricsData
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext
+
+__all__ = ["BOUNDS", "DEFAULT_CARDINALITY_LIMIT", "HistogramSeries", "Store", "SumSeries"]
+
+DEFAULT_CARDINALITY_LIMIT: Final = 2000
+"""Attribute sets per metric before new ones fold into the overflow series (the SDK's default)."""
+
+OVERFLOW: Final = {"otel.metric.overflow": True}
+
+_DURATION = m.METRICS[m.CERTIFICATE_OPERATION_DURATION]
+_ACTIVE = m.METRICS[m.CERTIFICATE_OPERATION_ACTIVE]
+_BUNDLE = m.METRICS[m.CERTIFICATE_BUNDLE_REQUESTS]
+BOUNDS: Final = tuple(_DURATION.bucket_boundaries or ())
+"""The duration histogram's bucket boundaries."""
+_BOUNDS = BOUNDS
+
+_ids = itertools.count(1)
+
+
+def attribute_key(attributes: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
+    """Return a hashable key for an attribute set (lists become tuples)."""
+    return frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items())
+
+
+class HistogramSeries:
+    """The aggregate of one attribute set of an explicit-bucket histogram."""
+
+    __slots__ = (
+        "attributes",
+        "buckets",
+        "count",
+        "exemplars",
+        "id",
+        "interval_max",
+        "interval_min",
+        "lock",
+        "max",
+        "min",
+        "start_ns",
+        "sum",
+    )
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.id = next(_ids)
+        self.attributes = dict(attributes)
+        self.lock = threading.Lock()
+        self.count = 0
+        self.sum = 0.0
+        self.buckets = [0] * (len(_BOUNDS) + 1)
+        self.min = math.inf
+        self.max = -math.inf
+        # Since the last delta collection (see Store.collect).
+        self.interval_min = math.inf
+        self.interval_max = -math.inf
+        self.exemplars: dict[int, tuple[float, int, SpanContext]] | None = None
+        self.start_ns = time_ns()
+
+    def record(self, value: float, span_context: SpanContext | None = None) -> None:
+        """Add one measurement; with a sampled span context, keep it as the bucket's exemplar."""
+        index = bisect_left(_BOUNDS, value)
+        self.lock.acquire()  # not `with`: half the cost, and this is the hot path
+        try:
+            self.count += 1
+            self.sum += value
+            self.buckets[index] += 1
+            if value < self.min:
+                self.min = value
+            if value > self.max:
+                self.max = value
+            if value < self.interval_min:
+                self.interval_min = value
+            if value > self.interval_max:
+                self.interval_max = value
+            if span_context is not None:
+                if self.exemplars is None:
+                    self.exemplars = {}
+                self.exemplars[index] = (value, time_ns(), span_context)
+        finally:
+            self.lock.release()
+
+
+class SumSeries:
+    """The aggregate of one attribute set of a counter or up-down counter."""
+
+    __slots__ = ("attributes", "id", "lock", "start_ns", "updates", "value")
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.id = next(_ids)
+        self.attributes = dict(attributes)
+        self.lock = threading.Lock()
+        self.value = 0
+        # Number of measurements, so a delta reader can tell "no change" from "not measured".
+        self.updates = 0
+        self.start_ns = time_ns()
+
+    def add(self, amount: int) -> None:
+        """Add ``amount`` (negative for an up-down counter going down)."""
+        self.lock.acquire()
+        try:
+            self.value += amount
+            self.updates += 1
+        finally:
+            self.lock.release()
+
+
+class _Table:
+    """The series of one metric, by attribute set, with the cardinality limit applied."""
+
+    def __init__(self, factory: Callable[[Mapping[str, Any]], Any], limit: int) -> None:
+        self.factory = factory
+        self.limit = limit
+        self.series: dict[frozenset[tuple[str, Any]], Any] = {}
+        self.lock = threading.Lock()
+
+    def get(self, attributes: Mapping[str, Any]) -> Any:
+        key = attribute_key(attributes)
+        found = self.series.get(key)
+        if found is not None:
+            return found
+        with self.lock:
+            found = self.series.get(key)
+            if found is None:
+                if len(self.series) >= self.limit - 1:
+                    key = attribute_key(OVERFLOW)
+                    found = self.series.get(key)
+                    if found is not None:
+                        return found
+                    attributes = OVERFLOW
+                found = self.factory(attributes)
+                self.series[key] = found
+            return found
+
+    def snapshot(self) -> list[Any]:
+        with self.lock:
+            return list(self.series.values())
+
+
+class _ReaderState:
+    """What one reader has already been sent, for delta temporality."""
+
+    def __init__(self, reader: MetricReader) -> None:
+        # The SDK keys a reader's temporality by its internal instrument classes.
+        from opentelemetry.sdk.metrics._internal.instrument import (
+            _Counter,
+            _Histogram,
+            _UpDownCounter,
+        )
+        from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+        temporality = reader._instrument_class_temporality
+        delta = AggregationTemporality.DELTA
+        self.histogram_delta = temporality[_Histogram] is delta
+        self.counter_delta = temporality[_Counter] is delta
+        self.updown_delta = temporality[_UpDownCounter] is delta
+        self.sent: dict[int, Any] = {}
+        self.last_ns: dict[int, int] = {}
+
+
+class Store:
+    """Aggregates for the fast path, one per certobs-owned MeterProvider."""
+
+    def __init__(self, *, cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT) -> None:
+        self.duration = _Table(HistogramSeries, cardinality_limit)
+        self.active = _Table(SumSeries, cardinality_limit)
+        self.bundle_requests = _Table(SumSeries, cardinality_limit)
+        self._readers: dict[int, _ReaderState] = {}
+        self._lock = threading.Lock()
+
+    # Hooking into readers.
+
+    def attach(self, reader: MetricReader, resource: Resource, scope: InstrumentationScope) -> None:
+        """Make ``reader`` receive this store's aggregates with everything the SDK collects.
+
+        Must be called after the reader is registered on its MeterProvider. It wraps the
+        collect callback the provider gave the reader (an SDK-internal hook): the merged data
+        then reaches the reader's exporter, scrape endpoint or in-memory buffer unchanged.
+        """
+        inner: Any = reader._collect
+        if inner is None:
+            raise RuntimeError("reader is not registered on a MeterProvider yet")
+        state = _ReaderState(reader)
+        with self._lock:
+            self._readers[id(reader)] = state
+
+        def collect(reader_: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
+            collected = inner(reader_, timeout_millis=timeout_millis)
+            return self.merge(collected, state, resource, scope)
+
+        reader._collect = collect  # type: ignore[assignment]
+
+    def merge(
+        self,
+        collected: MetricsData | None,
+        state: _ReaderState,
+        resource: Resource,
+        scope: InstrumentationScope,
+    ) -> MetricsData | None:
+        """Add this store's metrics to what the SDK collected for one reader."""
+        from opentelemetry.sdk.metrics.export import (
+            MetricsData,
+            ResourceMetrics,
+            ScopeMetrics,
+        )
+
+        ours = self.collect(state)
+        if not ours:
+            return collected
+        if collected is None or not collected.resource_metrics:
+            return MetricsData(
+                resource_metrics=[
+                    ResourceMetrics(
+                        resource=resource,
+                        scope_metrics=[
+                            ScopeMetrics(
+                                scope=scope, metrics=ours, schema_url=scope.schema_url or ""
+                            )
+                        ],
+                        schema_url=resource.schema_url,
+                    )
+                ]
+            )
+        first = collected.resource_metrics[0]
+        for scope_metrics in first.scope_metrics:
+            if scope_metrics.scope.name == scope.name:
+                scope_metrics.metrics.extend(ours)  # type: ignore[attr-defined]  # a list
+                return collected
+        first.scope_metrics.append(  # type: ignore[attr-defined]  # a list
+            ScopeMetrics(scope=scope, metrics=ours, schema_url=scope.schema_url or "")
+        )
+        return collected
+
+    # Turning aggregates into SDK data.
+
+    def collect(self, state: _ReaderState) -> list[Metric]:
+        """Return the store's metrics in the reader's temporality (empty ones omitted)."""
+        from opentelemetry.sdk.metrics.export import Histogram, Metric, Sum
+
+        now = time_ns()
+        metrics: list[Metric] = []
+        histogram_points = [
+            p
+            for p in (self._histogram_point(s, state, now) for s in self.duration.snapshot())
+            if p is not None
+        ]
+        if histogram_points:
+            metrics.append(
+                Metric(
+                    name=_DURATION.name,
+                    description=_DURATION.description,
+                    unit=_DURATION.unit,
+                    data=Histogram(
+                        data_points=histogram_points,
+                        aggregation_temporality=_temporality(state.histogram_delta),
+                    ),
+                )
+            )
+        for definition, table, delta, monotonic in (
+            (_ACTIVE, self.active, state.updown_delta, False),
+            (_BUNDLE, self.bundle_requests, state.counter_delta, True),
+        ):
+            points = [
+                p
+                for p in (self._sum_point(s, state, now, delta) for s in table.snapshot())
+                if p is not None
+            ]
+            if points:
+                metrics.append(
+                    Metric(
+                        name=definition.name,
+                        description=definition.description,
+                        unit=definition.unit,
+                        data=Sum(
+                            data_points=points,
+                            aggregation_temporality=_temporality(delta),
+                            is_monotonic=monotonic,
+                        ),
+                    )
+                )
+        return metrics
+
+    def _histogram_point(self, series: HistogramSeries, state: _ReaderState, now: int) -> Any:
+        from opentelemetry.sdk.metrics import Exemplar
+        from opentelemetry.sdk.metrics.export import HistogramDataPoint
+
+        with series.lock:
+            count, total = series.count, series.sum
+            buckets = tuple(series.buckets)
+            low, high = series.min, series.max
+            interval_low, interval_high = series.interval_min, series.interval_max
+            taken = series.exemplars
+            series.exemplars = None
+            if state.histogram_delta:
+                series.interval_min, series.interval_max = math.inf, -math.inf
+        exemplars = [
+            Exemplar(
+                filtered_attributes=None,
+                value=value,
+                time_unix_nano=at,
+                span_id=context.span_id,
+                trace_id=context.trace_id,
+            )
+            for value, at, context in (taken or {}).values()
+        ]
+        start = series.start_ns
+        if state.histogram_delta:
+            previous = state.sent.get(series.id)
+            start = state.last_ns.get(series.id, series.start_ns)
+            state.sent[series.id] = (count, total, buckets)
+            state.last_ns[series.id] = now
+            if previous is not None:
+                count -= previous[0]
+                total -= previous[1]
+                buckets = tuple(b - p for b, p in zip(buckets, previous[2], strict=True))
+            if count == 0:
+                return None
+            low, high = interval_low, interval_high
+        elif count == 0:
+            return None
+        return HistogramDataPoint(
+            attributes=series.attributes,
+            start_time_unix_nano=start,
+            time_unix_nano=now,
+            count=count,
+            sum=total,
+            bucket_counts=buckets,
+            explicit_bounds=_BOUNDS,
+            min=low,
+            max=high,
+            exemplars=exemplars,
+        )
+
+    def _sum_point(self, series: SumSeries, state: _ReaderState, now: int, delta: bool) -> Any:
+        from opentelemetry.sdk.metrics.export import NumberDataPoint
+
+        with series.lock:
+            value, updates = series.value, series.updates
+        start = series.start_ns
+        if delta:
+            previous = state.sent.get(series.id, (0, 0))
+            start = state.last_ns.get(series.id, series.start_ns)
+            state.sent[series.id] = (value, updates)
+            state.last_ns[series.id] = now
+            if updates == previous[1]:
+                return None
+            value -= previous[0]
+        elif updates == 0:
+            return None
+        return NumberDataPoint(
+            attributes=series.attributes,
+            start_time_unix_nano=start,
+            time_unix_nano=now,
+            value=value,
+        )
+
+
+def _temporality(delta: bool) -> Any:
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    return AggregationTemporality.DELTA if delta else AggregationTemporality.CUMULATIVE
