@@ -355,7 +355,7 @@ settings = certobs.configure(
     exporter="otlp", protocol=protocol, endpoint=endpoint, service_name="collector-test",
     export_interval=0.5, traces=True,
 )
-recording = _runtime.recording()
+recording = bool(_runtime.recording())
 results = [renew(i) for i in range(200)]
 try:
     renew(-1)

@@ -596,7 +596,9 @@ class Operation:
             wrapper = self._fast_async_wrapper
         else:
             wrapper = self._fast_sync_wrapper
-        return cast(F, _Instrumented(func, wrapper, enabled=_runtime.recording))
+        # wrapt tests the truth of what `enabled` returns; recording() returns a provider.
+        enabled = cast(Callable[[], bool], _runtime.recording)
+        return cast(F, _Instrumented(func, wrapper, enabled=enabled))
 
     def _bind_arguments(self, target: Callable[..., Any]) -> Operation:
         """Return a copy of this operation that reads attributes from ``target``'s arguments."""
