@@ -16,10 +16,14 @@ readers for certobs only (OpenTelemetry's global providers are left alone), turn
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+import inspect
+import statistics
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import attrs
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, Metric
 from opentelemetry.sdk.resources import Resource
@@ -27,10 +31,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from certobs import _errors, _runtime
+from certobs import _errors, _runtime, _timing
 from certobs._export import aggregate_into
 
-__all__ = ["Telemetry", "capture", "certobs_telemetry"]
+__all__ = ["Overhead", "Telemetry", "capture", "certobs_telemetry", "measure_overhead"]
 
 
 class Telemetry:
@@ -83,11 +87,12 @@ class Telemetry:
 
 
 @contextlib.contextmanager
-def capture(*, strict: bool = True) -> Iterator[Telemetry]:
+def capture(*, strict: bool = True, traces: bool = True) -> Iterator[Telemetry]:
     """Record certobs telemetry in memory for the duration of the block.
 
     Args:
         strict: Re-raise certobs' own failures instead of logging them (default True).
+        traces: Record spans too (default True). Without, certobs takes its fastest path.
 
     Yields:
         The :class:`Telemetry` to assert on.
@@ -105,7 +110,7 @@ def capture(*, strict: bool = True) -> Iterator[Telemetry]:
         _runtime._State.store,
     )
     was_strict = _errors.is_strict()
-    _runtime.install(meter_provider, tracer_provider, store)
+    _runtime.install(meter_provider, tracer_provider if traces else None, store)
     _errors.set_strict(strict)
     _errors.reset_logged()
     try:
@@ -116,6 +121,118 @@ def capture(*, strict: bool = True) -> Iterator[Telemetry]:
         _errors.reset_logged()
         meter_provider.shutdown()
         tracer_provider.shutdown()
+
+
+@attrs.frozen(kw_only=True)
+class Overhead:
+    """What certobs adds to one call of a decorated function, from :func:`measure_overhead`.
+
+    The ratios compare loops that ran interleaved in one process, so they are stable where the
+    nanosecond figures are not: assert on the ratios.
+    """
+
+    bare_ns: float
+    """Median ns per call of the undecorated function (``__wrapped__``)."""
+    disabled_ns: float
+    """Median ns per call, decorated, with no OpenTelemetry provider installed."""
+    enabled_ns: float
+    """Median ns per call, decorated, recording metrics in memory (tracing off)."""
+    disabled_ratio: float
+    """Median per-round ratio of ``disabled_ns`` to ``bare_ns``."""
+    enabled_ratio: float
+    """Median per-round ratio of ``enabled_ns`` to ``bare_ns``."""
+
+
+def measure_overhead(
+    func: Callable[..., Any],
+    /,
+    *args: Any,
+    rounds: int = 9,
+    number: int = 2_000,
+    **kwargs: Any,
+) -> Overhead:
+    """Measure what certobs costs your decorated function, for a performance test in your CI.
+
+    Calls ``func(*args, **kwargs)`` (a function, method or coroutine function decorated by
+    certobs) in three interleaved loops: undecorated, decorated with certobs off, and decorated
+    with certobs recording in memory. Pick arguments that make the call cheap and side-effect
+    free (a stub CA, say): the cheaper the call, the larger certobs' share.
+
+    >>> import certobs
+    >>> @certobs.validation
+    ... def check(n):
+    ...     return sum(range(n))
+    >>> result = measure_overhead(check, 2000, rounds=3, number=200)
+    >>> result.enabled_ratio < 5
+    True
+
+    Args:
+        func: The decorated callable.
+        *args: Positional arguments for each call.
+        rounds: Rounds of alternation between the three loops.
+        number: Calls per timed loop.
+        **kwargs: Keyword arguments for each call.
+
+    Returns:
+        The figures and their ratios.
+
+    Raises:
+        TypeError: If ``func`` was not decorated by certobs (it has no ``__wrapped__``).
+    """
+    bare = getattr(func, "__wrapped__", None)
+    if bare is None:
+        raise TypeError(f"{func!r} is not decorated by certobs: it has no __wrapped__")
+    previous = (
+        _runtime._State.meter_provider,
+        _runtime._State.tracer_provider,
+        _runtime._State.store,
+    )
+    event_loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(func) else None
+
+    def loop_of(target: Callable[..., Any]) -> Callable[[int], None]:
+        if event_loop is not None:
+
+            async def drive(n: int) -> None:
+                for _ in range(n):
+                    await target(*args, **kwargs)
+
+            return lambda n: event_loop.run_until_complete(drive(n))
+
+        def run(n: int) -> None:
+            for _ in range(n):
+                target(*args, **kwargs)
+
+        return run
+
+    run_bare, run_decorated = loop_of(bare), loop_of(func)
+    with capture(strict=False, traces=False):
+        on = (_runtime._State.meter_provider, None, _runtime._State.store)
+
+        def disabled(n: int) -> None:
+            _runtime.install(None, None)
+            run_decorated(n)
+
+        def enabled(n: int) -> None:
+            _runtime.install(*on)
+            run_decorated(n)
+
+        try:
+            times = _timing.interleave(
+                {"bare": run_bare, "disabled": disabled, "enabled": enabled},
+                rounds=rounds,
+                number=number,
+            )
+        finally:
+            _runtime.install(*previous)
+            if event_loop is not None:
+                event_loop.close()
+    return Overhead(
+        bare_ns=statistics.median(times["bare"]),
+        disabled_ns=statistics.median(times["disabled"]),
+        enabled_ns=statistics.median(times["enabled"]),
+        disabled_ratio=_timing.median_ratio(times["disabled"], times["bare"]),
+        enabled_ratio=_timing.median_ratio(times["enabled"], times["bare"]),
+    )
 
 
 try:

@@ -1,0 +1,523 @@
+"""certobs' performance gate: measure every hot path as a ratio, compare with the budget.
+
+Usage::
+
+    python benchmarks/gate.py                 # the full run (`nox -s bench`)
+    python benchmarks/gate.py --short         # the quick run CI does
+    python benchmarks/gate.py --only disabled_vs_closure enabled_vs_sdk
+    python benchmarks/gate.py --budget my-budget.toml
+
+Prints one row per ratio (case, medians, ratio, limit, pass/fail) and exits with status 1 when
+a ratio is over its limit. Timed cases alternate their loops in one process
+(``certobs._timing.interleave``); import and memory cases alternate fresh interpreters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+import certobs
+from certobs import _runtime, _timing
+from certobs._export import aggregate_into
+from certobs.semconv import attributes as a
+from certobs.semconv.metrics import METRICS, CERTIFICATE_OPERATION_DURATION
+
+HERE = Path(__file__).resolve().parent
+BUDGET = HERE / "budget.toml"
+
+# The four attributes of the enabled cases, as the registry names them.
+ATTRS = {
+    a.CERTIFICATE_OPERATION_NAME: "renew",
+    a.CERTIFICATE_ISSUER_NAME: "letsencrypt",
+    a.CERTIFICATE_DEPLOYMENT_TARGET_TYPE: "nginx",
+    a.DEPLOYMENT_ENVIRONMENT_NAME: "prod",
+}
+ACTIVE_ATTRS = {a.CERTIFICATE_OPERATION_NAME: "renew"}
+BOUNDS = METRICS[CERTIFICATE_OPERATION_DURATION].bucket_boundaries
+
+
+@dataclass
+class Row:
+    """One measured ratio."""
+
+    case: str
+    subject: str
+    baseline: str
+    subject_value: float
+    baseline_value: float
+    unit: str
+    ratio: float
+    limit: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether the ratio is within its limit (no limit: informative)."""
+        return self.limit is None or self.ratio <= self.limit
+
+
+@dataclass
+class Settings:
+    """How long to measure."""
+
+    rounds: int
+    number: int
+    subprocess_runs: int
+    memory_calls: int
+
+
+FULL = Settings(rounds=21, number=20_000, subprocess_runs=15, memory_calls=100_000)
+SHORT = Settings(rounds=7, number=5_000, subprocess_runs=5, memory_calls=100_000)
+
+
+def bare(x: int) -> int:
+    """The function every case instruments: as cheap as a call gets."""
+    return x
+
+
+async def abare(x: int) -> int:
+    """The coroutine every async case instruments."""
+    return x
+
+
+@functools.wraps(bare)
+def closure(*args: Any, **kwargs: Any) -> Any:
+    """The reference for a cheap decorator: a functools.wraps passthrough."""
+    return bare(*args, **kwargs)
+
+
+def _loop(func: Callable[[int], Any]) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            func(1)
+
+    return run
+
+
+class Pipelines:
+    """The providers of the enabled cases: certobs' fast path and the raw SDK, side by side."""
+
+    def __init__(self) -> None:
+        resource = Resource.create({})
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader], resource=resource)
+        self.store = aggregate_into([self.reader], resource)
+        # No span processor: both sides pay for creating, starting and ending real SDK spans.
+        self.tracer_provider = TracerProvider(resource=resource)
+        self.tracer = self.tracer_provider.get_tracer("bench")
+        sdk_reader = InMemoryMetricReader()
+        meter = MeterProvider(metric_readers=[sdk_reader], resource=resource).get_meter("bench")
+        self.histogram = meter.create_histogram(
+            "certificate.operation.duration", unit="s", explicit_bucket_boundaries_advisory=BOUNDS
+        )
+        self.active = meter.create_up_down_counter("certificate.operation.active")
+
+    def certobs_on(self, traces: bool) -> None:
+        """Make certobs record through the fast path, with or without spans."""
+        _runtime.install(self.meter_provider, self.tracer_provider if traces else None, self.store)
+
+    def hand(self, x: int) -> int:
+        """The raw SDK by hand: what certobs records, written out."""
+        self.active.add(1, ACTIVE_ATTRS)
+        start = perf_counter()
+        result = bare(x)
+        self.histogram.record(perf_counter() - start, ATTRS)
+        self.active.add(-1, ACTIVE_ATTRS)
+        return result
+
+    def hand_span(self, x: int) -> int:
+        """A hand-written span plus the same metrics by hand."""
+        with self.tracer.start_as_current_span("certificate.renew", attributes=ATTRS):
+            return self.hand(x)
+
+    async def ahand(self, x: int) -> int:
+        """The raw SDK by hand, in a coroutine."""
+        self.active.add(1, ACTIVE_ATTRS)
+        start = perf_counter()
+        result = await abare(x)
+        self.histogram.record(perf_counter() - start, ATTRS)
+        self.active.add(-1, ACTIVE_ATTRS)
+        return result
+
+    async def ahand_span(self, x: int) -> int:
+        """A hand-written span plus metrics, in a coroutine."""
+        with self.tracer.start_as_current_span("certificate.renew", attributes=ATTRS):
+            return await self.ahand(x)
+
+
+@contextmanager
+def restored() -> Iterator[None]:
+    """Put certobs' providers back as they were."""
+    state = _runtime._State
+    previous = (state.meter_provider, state.tracer_provider, state.store)
+    try:
+        yield
+    finally:
+        _runtime.install(*previous)
+
+
+def _row(
+    case: str, times: dict[str, list[float]], subject: str, baseline: str, minus: str | None = None
+) -> Row:
+    return Row(
+        case=case,
+        subject=subject,
+        baseline=baseline,
+        subject_value=statistics.median(times[subject]),
+        baseline_value=statistics.median(times[baseline]),
+        unit="ns/call",
+        ratio=_timing.median_ratio(
+            times[subject], times[baseline], minus=times[minus] if minus else None
+        ),
+    )
+
+
+def bench_disabled(s: Settings) -> list[Row]:
+    """A decorated call with no provider: against a bare call and a closure passthrough."""
+    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(
+        bare
+    )
+    with restored():
+        _runtime.install(None, None)
+        if _runtime.recording():
+            raise SystemExit("an OpenTelemetry provider is installed: cannot measure 'disabled'")
+        times = _timing.interleave(
+            {"bare": _loop(bare), "closure": _loop(closure), "certobs": _loop(decorated)},
+            rounds=s.rounds,
+            number=s.number * 5,
+        )
+    return [
+        _row("disabled_vs_closure", times, "certobs", "closure", minus="bare"),
+        _row("disabled_vs_bare", times, "certobs", "bare"),
+    ]
+
+
+def bench_enabled(s: Settings, pipes: Pipelines) -> list[Row]:
+    """Enabled, tracing off and on, sync: certobs against the same recorded by hand."""
+    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(
+        bare
+    )
+    run = _loop(decorated)
+
+    def off(n: int) -> None:
+        pipes.certobs_on(traces=False)
+        run(n)
+
+    def on(n: int) -> None:
+        pipes.certobs_on(traces=True)
+        run(n)
+
+    with restored():
+        times = _timing.interleave(
+            {
+                "certobs": off,
+                "raw SDK": _loop(pipes.hand),
+                "certobs+span": on,
+                "hand span+SDK": _loop(pipes.hand_span),
+            },
+            rounds=s.rounds,
+            number=s.number,
+        )
+    return [
+        _row("enabled_vs_sdk", times, "certobs", "raw SDK"),
+        _row("tracing_vs_hand_span", times, "certobs+span", "hand span+SDK"),
+    ]
+
+
+def bench_async(s: Settings, pipes: Pipelines) -> list[Row]:
+    """The enabled cases for a coroutine, awaited from a running event loop."""
+    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(
+        abare
+    )
+    event_loop = asyncio.new_event_loop()
+
+    def drive(func: Callable[[int], Any], traces: bool | None = None) -> Callable[[int], None]:
+        async def many(n: int) -> None:
+            for _ in range(n):
+                await func(1)
+
+        def run(n: int) -> None:
+            if traces is not None:
+                pipes.certobs_on(traces=traces)
+            event_loop.run_until_complete(many(n))
+
+        return run
+
+    try:
+        with restored():
+            times = _timing.interleave(
+                {
+                    "certobs": drive(decorated, traces=False),
+                    "raw SDK": drive(pipes.ahand),
+                    "certobs+span": drive(decorated, traces=True),
+                    "hand span+SDK": drive(pipes.ahand_span),
+                },
+                rounds=s.rounds,
+                number=s.number,
+            )
+    finally:
+        event_loop.close()
+    return [
+        _row("async_enabled_vs_sdk", times, "certobs", "raw SDK"),
+        _row("async_tracing_vs_hand_span", times, "certobs+span", "hand span+SDK"),
+    ]
+
+
+def bench_threads(s: Settings, pipes: Pipelines) -> list[Row]:
+    """The enabled path from two threads at once, against one thread: cost per call."""
+    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(
+        bare
+    )
+    run = _loop(decorated)
+
+    def one(n: int) -> None:
+        pipes.certobs_on(traces=False)
+        run(n)
+
+    def two(n: int) -> None:
+        pipes.certobs_on(traces=False)
+        barrier = threading.Barrier(2)
+
+        def worker() -> None:
+            barrier.wait()
+            run(n // 2)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    with restored():
+        times = _timing.interleave(
+            {"one thread": one, "two threads": two}, rounds=s.rounds, number=s.number * 2
+        )
+    return [_row("two_threads_vs_one", times, "two threads", "one thread")]
+
+
+IMPORT_TIMER = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
+DEPENDENCIES = "wrapt, attrs, opentelemetry.metrics, opentelemetry.trace"
+FORBIDDEN = ("opentelemetry.sdk", "opentelemetry.exporter", "grpc", "prometheus_client", "cryptography")
+
+
+def _python(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CERTOBS_"))}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.strip()
+
+
+def bench_import(s: Settings) -> list[Row]:
+    """``import certobs`` in fresh interpreters, against importing its dependencies."""
+    times: dict[str, list[float]] = {"certobs": [], "dependencies": []}
+    for _ in range(s.subprocess_runs):
+        times["certobs"].append(float(_python(IMPORT_TIMER.format("certobs"))) * 1e3)
+        times["dependencies"].append(float(_python(IMPORT_TIMER.format(DEPENDENCIES))) * 1e3)
+    loaded = _python(
+        "import sys, certobs; print(sum(1 for m in sys.modules if m.startswith("
+        f"{FORBIDDEN!r})))"
+    )
+    row = _row("import_vs_dependencies", times, "certobs", "dependencies")
+    row.unit = "ms"
+    forbidden = int(loaded)
+    return [
+        row,
+        Row(
+            case="import_forbidden_modules",
+            subject="modules loaded",
+            baseline="-",
+            subject_value=forbidden,
+            baseline_value=0,
+            unit="count",
+            ratio=forbidden,
+        ),
+    ]
+
+
+MEMORY_SCRIPT = """
+import gc, sys
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+import certobs
+from certobs import _runtime
+from certobs._export import aggregate_into
+
+def rss_kib():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+side, calls = sys.argv[1], int(sys.argv[2])
+combos = [(f"issuer-{i % 10}", f"target-{i // 10 % 10}", f"env-{i // 100}") for i in range(1000)]
+resource = Resource.create({})
+reader = InMemoryMetricReader()
+provider = MeterProvider(metric_readers=[reader], resource=resource)
+if side == "certobs":
+    _runtime.install(provider, None, aggregate_into([reader], resource))
+
+    @certobs.renewal
+    def renew(issuer, target, env):
+        op = certobs.current_operation()
+        op.set_attribute("certificate.issuer.name", issuer)
+        op.set_attribute("certificate.deployment.target.type", target)
+        op.set_attribute("deployment.environment.name", env)
+else:
+    import time
+    meter = provider.get_meter("bench")
+    histogram = meter.create_histogram("certificate.operation.duration", unit="s")
+    active = meter.create_up_down_counter("certificate.operation.active")
+    name = {"certificate.operation.name": "renew"}
+
+    def renew(issuer, target, env):
+        active.add(1, name)
+        start = time.perf_counter()
+        histogram.record(time.perf_counter() - start, {
+            "certificate.operation.name": "renew", "certificate.issuer.name": issuer,
+            "certificate.deployment.target.type": target, "deployment.environment.name": env,
+        })
+        active.add(-1, name)
+
+renew(*combos[0])
+gc.collect()
+before = rss_kib()
+for i in range(calls):
+    renew(*combos[i % 1000])
+gc.collect()
+reader.collect()
+print(rss_kib() - before)
+"""
+
+
+def bench_memory(s: Settings) -> list[Row]:
+    """Resident memory growth over many enabled calls and 1,000 attribute sets."""
+    growth: dict[str, list[float]] = {"certobs": [], "raw SDK": []}
+    runs = max(3, s.subprocess_runs // 3)
+    for _ in range(runs):
+        for side, key in (("certobs", "certobs"), ("sdk", "raw SDK")):
+            out = _python_args(MEMORY_SCRIPT, side, str(s.memory_calls))
+            growth[key].append(max(float(out), 1.0))
+    row = Row(
+        case="memory_vs_sdk",
+        subject="certobs",
+        baseline="raw SDK",
+        subject_value=statistics.median(growth["certobs"]),
+        baseline_value=statistics.median(growth["raw SDK"]),
+        unit="KiB",
+        ratio=statistics.median(growth["certobs"]) / statistics.median(growth["raw SDK"]),
+    )
+    return [row]
+
+
+def _python_args(code: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CERTOBS_"))}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, env=env
+    ).stdout.strip()
+
+
+GROUPS: dict[str, tuple[tuple[str, ...], Callable[..., list[Row]]]] = {
+    "disabled": (("disabled_vs_closure", "disabled_vs_bare"), bench_disabled),
+    "enabled": (("enabled_vs_sdk", "tracing_vs_hand_span"), bench_enabled),
+    "async": (("async_enabled_vs_sdk", "async_tracing_vs_hand_span"), bench_async),
+    "threads": (("two_threads_vs_one",), bench_threads),
+    "import": (("import_vs_dependencies", "import_forbidden_modules"), bench_import),
+    "memory": (("memory_vs_sdk",), bench_memory),
+}
+
+
+def run(settings: Settings, only: set[str] | None = None) -> list[Row]:
+    """Run the groups that contain a selected case (all without ``only``)."""
+    pipes = Pipelines()
+    rows: list[Row] = []
+    for cases, bench in GROUPS.values():
+        if only and not only.intersection(cases):
+            continue
+        needs_pipes = bench in (bench_enabled, bench_async, bench_threads)
+        rows += bench(settings, pipes) if needs_pipes else bench(settings)
+    if only:
+        rows = [r for r in rows if r.case in only]
+    return rows
+
+
+def load_budget(path: Path) -> dict[str, float]:
+    """Read the limits; every case must have one."""
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    return {case: float(entry["limit"]) for case, entry in data.items()}
+
+
+def table(rows: list[Row]) -> str:
+    """Format the rows as the table the gate prints."""
+    header = ("case", "subject", "median", "baseline", "median", "ratio", "limit", "result")
+    lines = [header]
+    for r in rows:
+        lines.append(
+            (
+                r.case,
+                r.subject,
+                f"{r.subject_value:,.1f} {r.unit}",
+                r.baseline,
+                f"{r.baseline_value:,.1f} {r.unit}",
+                f"{r.ratio:.3f}",
+                "-" if r.limit is None else f"{r.limit:g}",
+                "pass" if r.passed else "FAIL",
+            )
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    out = []
+    for index, line in enumerate(lines):
+        out.append("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)))
+        if index == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the table, and return 1 if any ratio is over its limit."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="fewer rounds (CI)")
+    parser.add_argument("--budget", type=Path, default=BUDGET, help="budget file (TOML)")
+    parser.add_argument("--only", nargs="+", metavar="CASE", help="measure only these cases")
+    args = parser.parse_args(argv)
+    budget = load_budget(args.budget)
+    known = {case for cases, _ in GROUPS.values() for case in cases}
+    unknown = set(args.only or ()) - known
+    if unknown:
+        parser.error(f"unknown case(s) {sorted(unknown)}; known: {sorted(known)}")
+    missing = known - set(budget)
+    if missing:
+        parser.error(f"{args.budget} has no limit for {sorted(missing)}")
+    rows = run(SHORT if args.short else FULL, set(args.only) if args.only else None)
+    for row in rows:
+        row.limit = budget[row.case]
+    print(table(rows))
+    failed = [r.case for r in rows if not r.passed]
+    if failed:
+        print(f"\nbudget exceeded: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"\nall {len(rows)} ratios within budget ({args.budget.name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
