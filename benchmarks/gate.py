@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import threading
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import tomllib
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -39,7 +39,7 @@ import certobs
 from certobs import _runtime, _timing
 from certobs._export import aggregate_into
 from certobs.semconv import attributes as a
-from certobs.semconv.metrics import METRICS, CERTIFICATE_OPERATION_DURATION
+from certobs.semconv.metrics import CERTIFICATE_OPERATION_DURATION, METRICS
 
 HERE = Path(__file__).resolve().parent
 BUDGET = HERE / "budget.toml"
@@ -192,9 +192,7 @@ def _row(
 
 def bench_disabled(s: Settings) -> list[Row]:
     """A decorated call with no provider: against a bare call and a closure passthrough."""
-    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(
-        bare
-    )
+    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(bare)
     with restored():
         _runtime.install(None, None)
         if _runtime.recording():
@@ -212,9 +210,7 @@ def bench_disabled(s: Settings) -> list[Row]:
 
 def bench_enabled(s: Settings, pipes: Pipelines) -> list[Row]:
     """Enabled, tracing off and on, sync: certobs against the same recorded by hand."""
-    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(
-        bare
-    )
+    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(bare)
     run = _loop(decorated)
 
     def off(n: int) -> None:
@@ -283,9 +279,7 @@ def bench_async(s: Settings, pipes: Pipelines) -> list[Row]:
 
 def bench_threads(s: Settings, pipes: Pipelines) -> list[Row]:
     """The enabled path from two threads at once, against one thread: cost per call."""
-    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(
-        bare
-    )
+    decorated = certobs.renewal(issuer="letsencrypt", target_type="nginx", environment="prod")(bare)
     run = _loop(decorated)
 
     def one(n: int) -> None:
@@ -315,7 +309,13 @@ def bench_threads(s: Settings, pipes: Pipelines) -> list[Row]:
 
 IMPORT_TIMER = "import time; t = time.perf_counter(); import {0}; print(time.perf_counter() - t)"
 DEPENDENCIES = "wrapt, attrs, opentelemetry.metrics, opentelemetry.trace"
-FORBIDDEN = ("opentelemetry.sdk", "opentelemetry.exporter", "grpc", "prometheus_client", "cryptography")
+FORBIDDEN = (
+    "opentelemetry.sdk",
+    "opentelemetry.exporter",
+    "grpc",
+    "prometheus_client",
+    "cryptography",
+)
 
 
 def _python(code: str) -> str:
@@ -332,8 +332,7 @@ def bench_import(s: Settings) -> list[Row]:
         times["certobs"].append(float(_python(IMPORT_TIMER.format("certobs"))) * 1e3)
         times["dependencies"].append(float(_python(IMPORT_TIMER.format(DEPENDENCIES))) * 1e3)
     loaded = _python(
-        "import sys, certobs; print(sum(1 for m in sys.modules if m.startswith("
-        f"{FORBIDDEN!r})))"
+        f"import sys, certobs; print(sum(1 for m in sys.modules if m.startswith({FORBIDDEN!r})))"
     )
     row = _row("import_vs_dependencies", times, "certobs", "dependencies")
     row.unit = "ms"
