@@ -15,6 +15,7 @@ sums are exact whatever order threads add them in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import random
 import threading
@@ -164,10 +165,8 @@ def run_workload(seed: int, readers_collect: Any) -> None:
     async def call_async(calls):
         async def one(call):
             index, duration, failure, extra, bundle = call
-            try:
+            with contextlib.suppress(ChallengeFailed, RateLimited, TimeoutError):
                 await async_funcs[index](duration, failure, extra, bundle)
-            except (ChallengeFailed, RateLimited, TimeoutError):
-                pass
 
         await asyncio.gather(*(one(c) for c in calls))
 
