@@ -6,7 +6,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.sessions = ["lint", "typing", "tests", "bench"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -67,3 +67,14 @@ def generate(session: nox.Session) -> None:
     """Regenerate certobs.semconv and docs/semantic-conventions.md from model/."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "generate"))
     session.run("python", "model/generate.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The performance gate: every hot-path ratio against benchmarks/budget.toml.
+
+    ``nox -s bench`` runs the full measurement; ``nox -s bench -- --short`` the quick one CI
+    runs. Exits non-zero when a ratio is over its limit.
+    """
+    session.install("-e", ".", "tomli>=2; python_version < '3.11'")
+    session.run("python", "benchmarks/gate.py", *session.posargs)

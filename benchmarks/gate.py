@@ -26,10 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from time import perf_counter
 from typing import Any
 
-import tomllib
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -84,8 +88,8 @@ class Settings:
     memory_calls: int
 
 
-FULL = Settings(rounds=21, number=20_000, subprocess_runs=15, memory_calls=100_000)
-SHORT = Settings(rounds=7, number=5_000, subprocess_runs=5, memory_calls=100_000)
+FULL = Settings(rounds=15, number=10_000, subprocess_runs=15, memory_calls=100_000)
+SHORT = Settings(rounds=7, number=4_000, subprocess_runs=7, memory_calls=100_000)
 
 
 def bare(x: int) -> int:
@@ -301,8 +305,13 @@ def bench_threads(s: Settings, pipes: Pipelines) -> list[Row]:
             t.join()
 
     with restored():
+        # Long enough runs (tens of ms) for the interpreter to switch threads many times
+        # (every 5 ms): shorter ones could finish one thread before the other starts.
         times = _timing.interleave(
-            {"one thread": one, "two threads": two}, rounds=s.rounds, number=s.number * 2
+            {"one thread": one, "two threads": two},
+            rounds=s.rounds,
+            number=max(s.number * 4, 40_000),
+            repeat=1,
         )
     return [_row("two_threads_vs_one", times, "two threads", "one thread")]
 

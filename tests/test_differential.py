@@ -101,7 +101,7 @@ def make_operations() -> list[Any]:
     return ops
 
 
-def plan(seed: int, count: int) -> list[tuple[Any, ...]]:
+def plan(seed: int, count: int, durations: list[float] = DURATIONS) -> list[tuple[Any, ...]]:
     """A reproducible list of calls: (operation index, duration, failure, per-call attrs)."""
     rng = random.Random(seed)
     calls = []
@@ -115,7 +115,7 @@ def plan(seed: int, count: int) -> list[tuple[Any, ...]]:
         if rng.random() < 0.2:
             extra[a.CERTIFICATE_ID] = f"cert-{rng.randrange(50)}"  # span only
         bundle = rng.choice([None, None, ("public-roots", "pem"), ("chain", "der")])
-        calls.append((rng.randrange(13), rng.choice(DURATIONS), failure, extra, bundle))
+        calls.append((rng.randrange(13), rng.choice(durations), failure, extra, bundle))
     return calls
 
 
@@ -181,7 +181,11 @@ def run_workload(seed: int, readers_collect: Any) -> None:
     for t in threads:
         t.join()
     readers_collect()
-    asyncio.run(call_async(plan(seed + 10, 300)))
+    # Narrower durations than before: a delta's min and max must be the interval's own.
+    asyncio.run(call_async(plan(seed + 10, 300, DURATIONS[4:-4])))
+    readers_collect()
+    # Phase 4: the first thread again, after collections, with other narrow durations.
+    call_sync(plan(seed + 20, 300, DURATIONS[-8:-1]))
     readers_collect()
 
 
@@ -254,7 +258,7 @@ def test_fast_path_exports_what_the_sdk_exports(monkeypatch, temporality, traces
     """Fast path and SDK instruments export identical data for the same randomised workload."""
     fast = record(True, temporality, traces, seed=7, monkeypatch=monkeypatch)
     sdk = record(False, temporality, traces, seed=7, monkeypatch=monkeypatch)
-    assert len(fast) == len(sdk) == 3
+    assert len(fast) == len(sdk) == 4
     for number, (ours, theirs) in enumerate(zip(fast, sdk, strict=True), start=1):
         assert set(ours) == COMPARED, f"collection {number}: metrics missing"
         for name in COMPARED:

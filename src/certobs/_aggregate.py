@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from time import time_ns
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext
 
-__all__ = ["BOUNDS", "DEFAULT_CARDINALITY_LIMIT", "HistogramSeries", "Store", "SumSeries"]
+__all__ = ["BOUNDS", "DEFAULT_CARDINALITY_LIMIT", "HistogramSeries", "Shard", "Store", "SumSeries"]
 
 DEFAULT_CARDINALITY_LIMIT: Final = 2000
 """Attribute sets per metric before new ones fold into the overflow series (the SDK's default)."""
@@ -52,6 +53,70 @@ def attribute_key(attributes: Mapping[str, Any]) -> frozenset[tuple[str, Any]]:
     return frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in attributes.items())
 
 
+class Shard:
+    """One thread's part of an operation's success histogram and active count.
+
+    Only its own thread writes to it, so the hot path takes no lock and never waits for another
+    thread; under the GIL, two threads sharing one lock convoy badly. Readers (the collector) get
+    a consistent copy through ``version``: a writer makes it odd for the duration of an update,
+    and a reader retries until it copied between two equal, even versions (a seqlock).
+
+    Delta readers reset the interval min and max by bumping ``reset_epoch``; the owner notices on
+    its next measurement, so it is still the only writer of the interval fields.
+    """
+
+    __slots__ = (
+        "active",
+        "buckets",
+        "count",
+        "epoch",
+        "interval_max",
+        "interval_min",
+        "max",
+        "min",
+        "reset_epoch",
+        "sum",
+        "thread",
+        "updates",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.count = 0
+        self.sum = 0.0
+        self.buckets = [0] * (len(_BOUNDS) + 1)
+        self.min = math.inf
+        self.max = -math.inf
+        self.interval_min = math.inf
+        self.interval_max = -math.inf
+        self.epoch = 0
+        self.reset_epoch = 0
+        self.active = 0
+        self.updates = 0
+        self.thread = threading.current_thread()
+
+    def read(self) -> tuple[int, float, list[int], float, float, float, float, int, int]:
+        """Return a consistent copy of the fields (see the class docstring)."""
+        while True:
+            before = self.version
+            if before % 2 == 0:
+                values = (
+                    self.count,
+                    self.sum,
+                    list(self.buckets),
+                    self.min,
+                    self.max,
+                    self.interval_min if self.epoch == self.reset_epoch else math.inf,
+                    self.interval_max if self.epoch == self.reset_epoch else -math.inf,
+                    self.active,
+                    self.updates,
+                )
+                if self.version == before:
+                    return values
+            time.sleep(0)  # let the writer finish its update
+
+
 class HistogramSeries:
     """The aggregate of one attribute set of an explicit-bucket histogram."""
 
@@ -66,6 +131,7 @@ class HistogramSeries:
         "lock",
         "max",
         "min",
+        "shards",
         "start_ns",
         "sum",
     )
@@ -84,6 +150,8 @@ class HistogramSeries:
         self.interval_max = -math.inf
         self.exemplars: dict[int, tuple[float, int, SpanContext]] | None = None
         self.start_ns = time_ns()
+        # Per-thread parts written by the fast path (see Shard); guarded by ``lock``.
+        self.shards: list[Shard] = []
 
     def record(self, value: float, span_context: SpanContext | None = None) -> None:
         """Add one measurement; with a sampled span context, keep it as the bucket's exemplar."""
@@ -112,7 +180,7 @@ class HistogramSeries:
 class SumSeries:
     """The aggregate of one attribute set of a counter or up-down counter."""
 
-    __slots__ = ("attributes", "id", "lock", "start_ns", "updates", "value")
+    __slots__ = ("attributes", "id", "lock", "shards", "start_ns", "updates", "value")
 
     def __init__(self, attributes: Mapping[str, Any]) -> None:
         self.id = next(_ids)
@@ -122,6 +190,8 @@ class SumSeries:
         # Number of measurements, so a delta reader can tell "no change" from "not measured".
         self.updates = 0
         self.start_ns = time_ns()
+        # Per-thread parts written by the fast path: their ``active`` and ``updates``.
+        self.shards: list[Shard] = []
 
     def add(self, amount: int) -> None:
         """Add ``amount`` (negative for an up-down counter going down)."""
@@ -313,14 +383,26 @@ class Store:
         from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
         with series.lock:
+            _fold_finished(series.shards, series)
             count, total = series.count, series.sum
-            buckets = tuple(series.buckets)
+            summed = list(series.buckets)
             low, high = series.min, series.max
             interval_low, interval_high = series.interval_min, series.interval_max
             taken = series.exemplars
             series.exemplars = None
             if state.histogram_delta:
                 series.interval_min, series.interval_max = math.inf, -math.inf
+            shards = list(series.shards)
+        for shard in shards:
+            s_count, s_sum, s_buckets, s_min, s_max, s_imin, s_imax, _, _ = shard.read()
+            if state.histogram_delta:
+                shard.reset_epoch += 1  # only the collector writes reset_epoch
+            count += s_count
+            total += s_sum
+            summed = [x + y for x, y in zip(summed, s_buckets, strict=True)]
+            low, high = min(low, s_min), max(high, s_max)
+            interval_low, interval_high = min(interval_low, s_imin), max(interval_high, s_imax)
+        buckets = tuple(summed)
         exemplars = [
             Exemplar(
                 filtered_attributes=None,
@@ -363,7 +445,13 @@ class Store:
         from opentelemetry.sdk.metrics.export import NumberDataPoint
 
         with series.lock:
+            _fold_finished_active(series)
             value, updates = series.value, series.updates
+            shards = list(series.shards)
+        for shard in shards:
+            part = shard.read()
+            value += part[7]
+            updates += part[8]
         start = series.start_ns
         if delta:
             previous = state.sent.get(series.id, (0, 0))
@@ -381,6 +469,28 @@ class Store:
             time_unix_nano=now,
             value=value,
         )
+
+
+def _fold_finished(shards: list[Shard], series: HistogramSeries) -> None:
+    """Move the histogram part of shards whose thread ended into the series (lock held)."""
+    for shard in [s for s in shards if not s.thread.is_alive()]:
+        count, total, buckets, low, high, ilow, ihigh, _, _ = shard.read()
+        series.count += count
+        series.sum += total
+        series.buckets = [x + y for x, y in zip(series.buckets, buckets, strict=True)]
+        series.min, series.max = min(series.min, low), max(series.max, high)
+        series.interval_min = min(series.interval_min, ilow)
+        series.interval_max = max(series.interval_max, ihigh)
+        shards.remove(shard)
+
+
+def _fold_finished_active(series: SumSeries) -> None:
+    """Move the active part of shards whose thread ended into the series (lock held)."""
+    for shard in [s for s in series.shards if not s.thread.is_alive()]:
+        part = shard.read()
+        series.value += part[7]
+        series.updates += part[8]
+        series.shards.remove(shard)
 
 
 def _temporality(delta: bool) -> Any:

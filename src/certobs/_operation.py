@@ -11,6 +11,7 @@ import contextvars
 import datetime as _dt
 import importlib
 import inspect
+import math
 import pickle
 import threading
 from bisect import bisect_left
@@ -26,6 +27,7 @@ from opentelemetry import trace
 
 from certobs import _runtime
 from certobs._aggregate import BOUNDS as _BOUNDS
+from certobs._aggregate import Shard
 from certobs._errors import ConfigurationError, internal_error, log_once
 from certobs._runtime import _State
 from certobs.semconv import attributes as a
@@ -331,7 +333,7 @@ def _record_ok(series: HistogramSeries, duration: float) -> None:
 class _Fast:
     """An operation's series in the current store: resolved once, used by every call."""
 
-    __slots__ = ("active", "ok", "operation", "store")
+    __slots__ = ("active", "local", "ok", "operation", "store")
     # Read by OperationHandle._leave when a _Fast is the enclosing "operation".
     _closed = False
     _previous = None
@@ -343,6 +345,18 @@ class _Fast:
         self.store = store
         self.ok = ok
         self.active = active
+        # Each thread's Shard of ``ok`` and ``active``.
+        self.local = threading.local()
+
+    def new_shard(self) -> Shard:
+        """Create and register this thread's shard."""
+        shard = Shard()
+        with self.ok.lock:
+            self.ok.shards.append(shard)
+        with self.active.lock:
+            self.active.shards.append(shard)
+        self.local.shard = shard
+        return shard
 
 
 def _describe(exc: BaseException, etype: str) -> str:
@@ -665,24 +679,21 @@ class Operation:
     def _fast_end(
         self,
         fast: _Fast,
+        shard: Shard,
         token: contextvars.Token[OperationHandle | _Fast | None],
         duration: float,
         exc: BaseException | None,
     ) -> None:
-        """End a fast-path call: record it, count it out, restore the current operation."""
+        """End a fast-path call that failed or asked for its handle."""
         try:
-            current = _current.get()
-            if current is fast and exc is None:
-                _record_ok(fast.ok, duration)
-            else:
-                self._fast_end_slow(fast, current, duration, exc)
+            self._fast_end_slow(fast, _current.get(), duration, exc)
         except Exception as err:
             internal_error(f"ending operation {self.name!r}", err)
         finally:
-            active = fast.active
-            with active.lock:
-                active.value -= 1
-                active.updates += 1
+            shard.version += 1
+            shard.active -= 1
+            shard.updates += 1
+            shard.version += 1
             try:
                 _current.reset(token)
             except ValueError:  # finished in another context than it started in
@@ -732,13 +743,15 @@ class Operation:
             fast = self._fast
             if fast is None or fast.store is not store:
                 fast = self._bind_store(store)
-            active = fast.active
-            active.lock.acquire()
             try:
-                active.value += 1
-                active.updates += 1
-            finally:
-                active.lock.release()
+                shard = fast.local.shard
+            except AttributeError:
+                shard = fast.new_shard()
+            # This thread's shard: written without a lock (see certobs._aggregate.Shard).
+            shard.version += 1
+            shard.active += 1
+            shard.updates += 1
+            shard.version += 1
         except Exception as err:
             internal_error(f"starting operation {self.name!r}", err)
             return wrapped(*args, **kwargs)
@@ -747,42 +760,38 @@ class Operation:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._fast_end(fast, token, perf_counter() - start, exc)
+            self._fast_end(fast, shard, token, perf_counter() - start, exc)
             raise
         duration = perf_counter() - start
-        # The common case, inline: this call asked for no handle and did not fail.
-        if _current.get() is fast:
-            try:
-                _current.reset(token)
-                series = fast.ok
-                index = bisect_left(_BOUNDS, duration)
-                # acquire/release, not `with`: half the cost on this path.
-                series.lock.acquire()
-                try:
-                    series.count += 1
-                    series.sum += duration
-                    series.buckets[index] += 1
-                    if duration < series.min:
-                        series.min = duration
-                    if duration > series.max:
-                        series.max = duration
-                    if duration < series.interval_min:
-                        series.interval_min = duration
-                    if duration > series.interval_max:
-                        series.interval_max = duration
-                finally:
-                    series.lock.release()
-                active = fast.active
-                active.lock.acquire()
-                try:
-                    active.value -= 1
-                    active.updates += 1
-                finally:
-                    active.lock.release()
-            except Exception as err:
-                internal_error(f"ending operation {self.name!r}", err)
+        if _current.get() is not fast:  # the call asked for its handle
+            self._fast_end(fast, shard, token, duration, None)
             return result
-        self._fast_end(fast, token, duration, None)
+        # The common case, inline: a success that asked for no handle.
+        try:
+            _current.reset(token)
+            index = bisect_left(_BOUNDS, duration)
+            reset = shard.reset_epoch
+            shard.version += 1
+            if shard.epoch != reset:  # a delta reader took the interval's min and max
+                shard.interval_min = math.inf
+                shard.interval_max = -math.inf
+                shard.epoch = reset
+            shard.count += 1
+            shard.sum += duration
+            shard.buckets[index] += 1
+            if duration < shard.min:
+                shard.min = duration
+            if duration > shard.max:
+                shard.max = duration
+            if duration < shard.interval_min:
+                shard.interval_min = duration
+            if duration > shard.interval_max:
+                shard.interval_max = duration
+            shard.active -= 1
+            shard.updates += 1
+            shard.version += 1
+        except Exception as err:
+            internal_error(f"ending operation {self.name!r}", err)
         return result
 
     async def _fast_async_wrapper(
@@ -803,13 +812,15 @@ class Operation:
             fast = self._fast
             if fast is None or fast.store is not store:
                 fast = self._bind_store(store)
-            active = fast.active
-            active.lock.acquire()
             try:
-                active.value += 1
-                active.updates += 1
-            finally:
-                active.lock.release()
+                shard = fast.local.shard
+            except AttributeError:
+                shard = fast.new_shard()
+            # This thread's shard: written without a lock (see certobs._aggregate.Shard).
+            shard.version += 1
+            shard.active += 1
+            shard.updates += 1
+            shard.version += 1
         except Exception as err:
             internal_error(f"starting operation {self.name!r}", err)
             return await wrapped(*args, **kwargs)
@@ -818,42 +829,38 @@ class Operation:
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._fast_end(fast, token, perf_counter() - start, exc)
+            self._fast_end(fast, shard, token, perf_counter() - start, exc)
             raise
         duration = perf_counter() - start
-        # The common case, inline: this call asked for no handle and did not fail.
-        if _current.get() is fast:
-            try:
-                _current.reset(token)
-                series = fast.ok
-                index = bisect_left(_BOUNDS, duration)
-                # acquire/release, not `with`: half the cost on this path.
-                series.lock.acquire()
-                try:
-                    series.count += 1
-                    series.sum += duration
-                    series.buckets[index] += 1
-                    if duration < series.min:
-                        series.min = duration
-                    if duration > series.max:
-                        series.max = duration
-                    if duration < series.interval_min:
-                        series.interval_min = duration
-                    if duration > series.interval_max:
-                        series.interval_max = duration
-                finally:
-                    series.lock.release()
-                active = fast.active
-                active.lock.acquire()
-                try:
-                    active.value -= 1
-                    active.updates += 1
-                finally:
-                    active.lock.release()
-            except Exception as err:
-                internal_error(f"ending operation {self.name!r}", err)
+        if _current.get() is not fast:  # the call asked for its handle
+            self._fast_end(fast, shard, token, duration, None)
             return result
-        self._fast_end(fast, token, duration, None)
+        # The common case, inline: a success that asked for no handle.
+        try:
+            _current.reset(token)
+            index = bisect_left(_BOUNDS, duration)
+            reset = shard.reset_epoch
+            shard.version += 1
+            if shard.epoch != reset:  # a delta reader took the interval's min and max
+                shard.interval_min = math.inf
+                shard.interval_max = -math.inf
+                shard.epoch = reset
+            shard.count += 1
+            shard.sum += duration
+            shard.buckets[index] += 1
+            if duration < shard.min:
+                shard.min = duration
+            if duration > shard.max:
+                shard.max = duration
+            if duration < shard.interval_min:
+                shard.interval_min = duration
+            if duration > shard.interval_max:
+                shard.interval_max = duration
+            shard.active -= 1
+            shard.updates += 1
+            shard.version += 1
+        except Exception as err:
+            internal_error(f"ending operation {self.name!r}", err)
         return result
 
     # The general path.
