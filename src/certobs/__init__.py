@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from certobs._errors import ConfigurationError
-from certobs._export import configure, shutdown
 from certobs._operation import AttributeValue as _AttributeValue
 from certobs._operation import (
     LifecyclePreset,
@@ -27,6 +26,8 @@ from certobs.semconv.attributes import CertificateOperationNameValues as _Op
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from certobs._export import configure, shutdown
 
 __all__ = [
     "ConfigurationError",
@@ -116,6 +117,14 @@ validation = LifecyclePreset(
 
 
 def __getattr__(name: str) -> Any:
+    # configure() and shutdown() load on first use: their module is a fifth of the import
+    # time, and an application that sets up OpenTelemetry itself never needs them.
+    if name in ("configure", "shutdown"):
+        from certobs import _export
+
+        value = getattr(_export, name)
+        globals()[name] = value
+        return value
     # The version is read from the installed metadata on first use, not at import.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

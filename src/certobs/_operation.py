@@ -12,7 +12,6 @@ import datetime as _dt
 import importlib
 import inspect
 import math
-import pickle
 import threading
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -914,6 +913,8 @@ class _Instrumented(_FunctionWrapper):
         module = getattr(self.__wrapped__, "__module__", None)
         qualname = getattr(self.__wrapped__, "__qualname__", None)
         if not module or not qualname or "<locals>" in qualname:
+            import pickle  # only needed here; import time is budgeted
+
             raise pickle.PicklingError(
                 f"cannot pickle instrumented {qualname or self.__wrapped__!r}: only functions "
                 "defined at module or class level can be pickled (by reference)"
