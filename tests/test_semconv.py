@@ -108,6 +108,9 @@ def test_design_metrics_present():
         "certificate.not_before": ("gauge", "s"),
         "certificate.count": ("gauge", "{certificate}"),
         "certificate.inventory.errors": ("counter", "{error}"),
+        # Added by the inventory issue for TLS endpoints.
+        "certificate.endpoint.chain.valid": ("gauge", "{endpoint}"),
+        "certificate.endpoint.drift": ("gauge", "{endpoint}"),
     }
     found = {m.name: (m.instrument, m.unit) for m in metrics.METRICS.values()}
     assert found == expected

@@ -33,6 +33,7 @@ __all__ = [
     "ERROR_TYPE",
     "SERVER_ADDRESS",
     "SERVER_PORT",
+    "TLS_PROTOCOL_VERSION",
     "CertificateBundleFormatValues",
     "CertificateKeyAlgorithmValues",
     "CertificateOperationNameValues",
@@ -185,6 +186,12 @@ SERVER_PORT: Final = "server.port"
 Type: ``int``. Examples: 443, 8443.
 """
 
+TLS_PROTOCOL_VERSION: Final = "tls.protocol.version"
+"""Numeric part of the version parsed from the original string of the negotiated TLS protocol version. (OpenTelemetry)
+
+Type: ``string``. Examples: "1.2", "1.3".
+"""
+
 
 class CertificateBundleFormatValues(str, Enum):
     """Values of ``certificate.bundle.format``."""
@@ -264,3 +271,23 @@ class ErrorTypeValues(str, Enum):
 
     OTHER = "_OTHER"
     """A fallback error value to be used when the instrumentation doesn't define a custom value."""
+    NOT_FOUND = "not_found"
+    """The file, directory or pattern matched nothing that exists."""
+    UNREADABLE = "unreadable"
+    """The file exists but could not be read (permissions, I/O error)."""
+    BAD_FORMAT = "bad_format"
+    """The content is not a certificate in PEM, DER or PKCS#12 form, or is truncated."""
+    BAD_PASSWORD = "bad_password"
+    """A PKCS#12 bundle could not be decrypted with the password given."""
+    LOOP = "loop"
+    """A directory walk came back to a directory it had already visited (a symlink loop)."""
+    UNRESOLVABLE = "unresolvable"
+    """The endpoint's host name does not resolve."""
+    UNREACHABLE = "unreachable"
+    """The endpoint refused or dropped the connection."""
+    TIMEOUT = "timeout"
+    """The endpoint did not complete the connection or TLS handshake in time."""
+    HANDSHAKE_FAILED = "handshake_failed"
+    """The TLS handshake failed (not a TLS server, no shared protocol or cipher)."""
+    CHAIN_INVALID = "chain_invalid"
+    """The chain served does not verify against the trust bundle (expired, self-signed, unknown issuer, wrong name)."""

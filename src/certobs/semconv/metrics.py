@@ -22,6 +22,8 @@ from opentelemetry.metrics import (
 __all__ = [
     "CERTIFICATE_BUNDLE_REQUESTS",
     "CERTIFICATE_COUNT",
+    "CERTIFICATE_ENDPOINT_CHAIN_VALID",
+    "CERTIFICATE_ENDPOINT_DRIFT",
     "CERTIFICATE_INVENTORY_ERRORS",
     "CERTIFICATE_NOT_AFTER",
     "CERTIFICATE_NOT_BEFORE",
@@ -32,6 +34,8 @@ __all__ = [
     "MetricDefinition",
     "create_certificate_bundle_requests",
     "create_certificate_count",
+    "create_certificate_endpoint_chain_valid",
+    "create_certificate_endpoint_drift",
     "create_certificate_inventory_errors",
     "create_certificate_not_after",
     "create_certificate_not_before",
@@ -71,6 +75,20 @@ CERTIFICATE_COUNT: Final = "certificate.count"
 """Number of certificates in the inventory.
 
 Instrument: gauge. Unit: ``{certificate}``. Prometheus: ``certificate_count``.
+"""
+
+
+CERTIFICATE_ENDPOINT_CHAIN_VALID: Final = "certificate.endpoint.chain.valid"
+"""Whether the chain a TLS endpoint serves verifies against the trust bundle (1) or not (0).
+
+Instrument: gauge. Unit: ``{endpoint}``. Prometheus: ``certificate_endpoint_chain_valid``.
+"""
+
+
+CERTIFICATE_ENDPOINT_DRIFT: Final = "certificate.endpoint.drift"
+"""Whether the leaf a TLS endpoint serves differs from the certificate expected there (1) or matches it (0).
+
+Instrument: gauge. Unit: ``{endpoint}``. Prometheus: ``certificate_endpoint_drift``.
 """
 
 
@@ -143,6 +161,33 @@ METRICS: Final[dict[str, MetricDefinition]] = {
         bucket_boundaries=None,
         prometheus_name="certificate_count",
     ),
+    CERTIFICATE_ENDPOINT_CHAIN_VALID: MetricDefinition(
+        name=CERTIFICATE_ENDPOINT_CHAIN_VALID,
+        instrument="gauge",
+        unit="{endpoint}",
+        description="Whether the chain a TLS endpoint serves verifies against the trust bundle (1) or not (0).",
+        attributes=(
+            "certificate.id",
+            "server.address",
+            "server.port",
+            "tls.protocol.version",
+        ),
+        bucket_boundaries=None,
+        prometheus_name="certificate_endpoint_chain_valid",
+    ),
+    CERTIFICATE_ENDPOINT_DRIFT: MetricDefinition(
+        name=CERTIFICATE_ENDPOINT_DRIFT,
+        instrument="gauge",
+        unit="{endpoint}",
+        description="Whether the leaf a TLS endpoint serves differs from the certificate expected there (1) or matches it (0).",
+        attributes=(
+            "certificate.id",
+            "server.address",
+            "server.port",
+        ),
+        bucket_boundaries=None,
+        prometheus_name="certificate_endpoint_drift",
+    ),
     CERTIFICATE_INVENTORY_ERRORS: MetricDefinition(
         name=CERTIFICATE_INVENTORY_ERRORS,
         instrument="counter",
@@ -151,6 +196,7 @@ METRICS: Final[dict[str, MetricDefinition]] = {
         attributes=(
             "certificate.source.kind",
             "error.type",
+            "certificate.source.name",
         ),
         bucket_boundaries=None,
         prometheus_name="certificate_inventory_errors_total",
@@ -283,6 +329,48 @@ def create_certificate_count(meter: Meter, callbacks: Sequence[CallbackT]) -> Ob
         callbacks=callbacks,
         unit="{certificate}",
         description="Number of certificates in the inventory.",
+    )
+
+
+def create_certificate_endpoint_chain_valid(
+    meter: Meter, callbacks: Sequence[CallbackT]
+) -> ObservableGauge:
+    """Create the ``certificate.endpoint.chain.valid`` gauge: whether the chain a tls endpoint serves verifies against the trust bundle (1) or not (0).
+
+    Args:
+        meter: The meter to create the instrument on.
+        callbacks: Callbacks that yield the observations at collection time.
+
+    Returns:
+        The instrument.
+
+    """
+    return meter.create_observable_gauge(
+        name=CERTIFICATE_ENDPOINT_CHAIN_VALID,
+        callbacks=callbacks,
+        unit="{endpoint}",
+        description="Whether the chain a TLS endpoint serves verifies against the trust bundle (1) or not (0).",
+    )
+
+
+def create_certificate_endpoint_drift(
+    meter: Meter, callbacks: Sequence[CallbackT]
+) -> ObservableGauge:
+    """Create the ``certificate.endpoint.drift`` gauge: whether the leaf a tls endpoint serves differs from the certificate expected there (1) or matches it (0).
+
+    Args:
+        meter: The meter to create the instrument on.
+        callbacks: Callbacks that yield the observations at collection time.
+
+    Returns:
+        The instrument.
+
+    """
+    return meter.create_observable_gauge(
+        name=CERTIFICATE_ENDPOINT_DRIFT,
+        callbacks=callbacks,
+        unit="{endpoint}",
+        description="Whether the leaf a TLS endpoint serves differs from the certificate expected there (1) or matches it (0).",
     )
 
 
