@@ -381,6 +381,8 @@ DESIGN_PROMETHEUS_NAMES = {
     "certificate.not_before": "certificate_not_before_seconds",
     "certificate.count": "certificate_count",
     "certificate.inventory.errors": "certificate_inventory_errors_total",
+    "certificate.endpoint.chain.valid": "certificate_endpoint_chain_valid",
+    "certificate.endpoint.drift": "certificate_endpoint_drift",
 }
 
 
@@ -413,18 +415,19 @@ def test_prometheus_name_agrees_with_the_exporter() -> None:
     provider = MeterProvider(metric_readers=[reader])
     try:
         meter = provider.get_meter("certobs-test")
-        m.create_certificate_operation_duration(meter).record(0.2)
-        m.create_certificate_operation_active(meter).add(1)
-        m.create_certificate_renewal_lead_time(meter).record(86400.0)
-        m.create_certificate_bundle_requests(meter).add(1)
-        m.create_certificate_inventory_errors(meter).add(1)
 
         def observe(_options: Any) -> list[Observation]:
             return [Observation(1.0)]
 
-        m.create_certificate_not_after(meter, [observe])
-        m.create_certificate_not_before(meter, [observe])
-        m.create_certificate_count(meter, [observe])
+        # Every metric of the registry, through its generated helper: a new metric is covered.
+        for name, definition in METRICS.items():
+            helper = getattr(m, "create_" + name.replace(".", "_"))
+            if definition.instrument == "gauge":
+                helper(meter, [observe])
+            elif definition.instrument == "histogram":
+                helper(meter).record(0.2)
+            else:
+                helper(meter).add(1)
         text = generate_latest(registry).decode("utf-8")
     finally:
         provider.shutdown()
