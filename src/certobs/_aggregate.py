@@ -41,6 +41,7 @@ OVERFLOW: Final = {"otel.metric.overflow": True}
 _DURATION = m.METRICS[m.CERTIFICATE_OPERATION_DURATION]
 _ACTIVE = m.METRICS[m.CERTIFICATE_OPERATION_ACTIVE]
 _BUNDLE = m.METRICS[m.CERTIFICATE_BUNDLE_REQUESTS]
+_INVENTORY_ERRORS = m.METRICS[m.CERTIFICATE_INVENTORY_ERRORS]
 BOUNDS: Final = tuple(_DURATION.bucket_boundaries or ())
 """The duration histogram's bucket boundaries."""
 _BOUNDS = BOUNDS
@@ -263,6 +264,7 @@ class Store:
         self.duration = _Table(HistogramSeries, cardinality_limit)
         self.active = _Table(SumSeries, cardinality_limit)
         self.bundle_requests = _Table(SumSeries, cardinality_limit)
+        self.inventory_errors = _Table(SumSeries, cardinality_limit)
         self._readers: dict[int, _ReaderState] = {}
         self._lock = threading.Lock()
 
@@ -357,6 +359,7 @@ class Store:
         for definition, table, delta, monotonic in (
             (_ACTIVE, self.active, state.updown_delta, False),
             (_BUNDLE, self.bundle_requests, state.counter_delta, True),
+            (_INVENTORY_ERRORS, self.inventory_errors, state.counter_delta, True),
         ):
             points = [
                 p
@@ -376,6 +379,7 @@ class Store:
                         ),
                     )
                 )
+        metrics += _inventory_gauges(now)
         return metrics
 
     def _histogram_point(self, series: HistogramSeries, state: _ReaderState, now: int) -> Any:
@@ -469,6 +473,34 @@ class Store:
             time_unix_nano=now,
             value=value,
         )
+
+
+def _inventory_gauges(now: int) -> list[Metric]:
+    """The inventory's gauges as data points (nothing when no inventory was ever imported)."""
+    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint
+
+    from certobs._inventory_metrics import observations
+
+    metrics = []
+    for name, points in observations().items():
+        if not points:
+            continue
+        definition = m.METRICS[name]
+        data = [
+            NumberDataPoint(
+                attributes=attributes, start_time_unix_nano=now, time_unix_nano=now, value=value
+            )
+            for attributes, value in points
+        ]
+        metrics.append(
+            Metric(
+                name=definition.name,
+                description=definition.description,
+                unit=definition.unit,
+                data=Gauge(data_points=data),
+            )
+        )
+    return metrics
 
 
 def _fold_finished(shards: list[Shard], series: HistogramSeries) -> None:

@@ -93,6 +93,35 @@ class _Instruments:
         self.active: UpDownCounter = m.create_certificate_operation_active(meter)
         self.lead_time: Histogram = m.create_certificate_renewal_lead_time(meter)
         self.bundle_requests: Counter = m.create_certificate_bundle_requests(meter)
+        self.inventory_errors: Counter = m.create_certificate_inventory_errors(meter)
+        # The inventory's gauges, observed at collection from its snapshots; with a store
+        # (certobs' own readers) the store reports them instead.
+        self.gauges = (
+            []
+            if _State.store is not None
+            else [
+                helper(meter, [_observe(name)])
+                for name, helper in (
+                    (m.CERTIFICATE_NOT_AFTER, m.create_certificate_not_after),
+                    (m.CERTIFICATE_NOT_BEFORE, m.create_certificate_not_before),
+                    (m.CERTIFICATE_COUNT, m.create_certificate_count),
+                    (m.CERTIFICATE_ENDPOINT_CHAIN_VALID, m.create_certificate_endpoint_chain_valid),
+                    (m.CERTIFICATE_ENDPOINT_DRIFT, m.create_certificate_endpoint_drift),
+                )
+            ]
+        )
+
+
+def _observe(name: str) -> Any:
+    """A callback reporting one inventory gauge (each collection recomputes the snapshot)."""
+    from opentelemetry.metrics import Observation
+
+    def callback(options: Any) -> list[Observation]:
+        from certobs._inventory_metrics import observations
+
+        return [Observation(value, attributes) for attributes, value in observations()[name]]
+
+    return callback
 
 
 def _meter_provider() -> MeterProvider:

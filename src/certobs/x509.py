@@ -1,0 +1,277 @@
+"""X.509 certificates as certobs sees them: parsing, and the facts the conventions need.
+
+Parses PEM and DER certificates and chains and PKCS#12 bundles with ``cryptography`` (a
+dependency of certobs, imported only when this module is). :class:`CertificateInfo` keeps what
+the semantic conventions and the inventory use, and nothing else: never key material.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from certobs.semconv.attributes import CertificateKeyAlgorithmValues as KeyAlgorithm
+from certobs.semconv.attributes import CertificateStatusValues as Status
+from certobs.semconv.attributes import ErrorTypeValues
+
+__all__ = [
+    "CertificateError",
+    "CertificateInfo",
+    "ExpiryPolicy",
+    "Reason",
+    "load_certificates",
+]
+
+Reason = ErrorTypeValues
+"""Why a source could not be read: the ``error.type`` values of ``certificate.inventory.errors``."""
+
+_PEM_MARKER: Final = b"-----BEGIN CERTIFICATE-----"
+
+
+class CertificateError(Exception):
+    """A certificate source could not be read; ``reason`` says why, in the registry's terms.
+
+    Args:
+        reason: One of the inventory reasons (``bad_format``, ``bad_password``, ...).
+        message: What went wrong, for people.
+    """
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _key_algorithm(cert: x509.Certificate) -> tuple[KeyAlgorithm, int | None]:
+    try:
+        key = cert.public_key()
+    except (ValueError, x509.UnsupportedGeneralNameType):
+        return KeyAlgorithm.OTHER, None
+    if isinstance(key, rsa.RSAPublicKey):
+        return KeyAlgorithm.RSA, key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return KeyAlgorithm.EC, key.curve.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return KeyAlgorithm.ED25519, 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return KeyAlgorithm.ED448, 456
+    if isinstance(key, dsa.DSAPublicKey):
+        return KeyAlgorithm.DSA, key.key_size
+    return KeyAlgorithm.OTHER, None
+
+
+def _common_name(name: x509.Name) -> str | None:
+    values = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    if not values:
+        return None
+    value = values[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _alternative_names(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    names: list[str] = list(ext.get_values_for_type(x509.DNSName))
+    names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
+    return tuple(names)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class ExpiryPolicy:
+    """When a certificate counts as ``expiring``.
+
+    A certificate is expiring when less than ``fraction`` of its lifetime is left (default a
+    third, which matches common renewal policy: renew a 90-day certificate 30 days before it
+    expires), or, with ``floor_days``, when fewer than that many days are left, whichever comes
+    first.
+
+    Raises:
+        ValueError: If ``fraction`` is not between 0 and 1, or ``floor_days`` is negative.
+    """
+
+    fraction: float = attrs.field(default=1 / 3)
+    floor_days: float | None = attrs.field(default=None)
+
+    @fraction.validator
+    def _check_fraction(self, _: attrs.Attribute[float], value: float) -> None:
+        if not 0 <= value <= 1:
+            raise ValueError(f"fraction={value!r}: expected a share of the lifetime, 0 to 1")
+
+    @floor_days.validator
+    def _check_floor(self, _: attrs.Attribute[float | None], value: float | None) -> None:
+        if value is not None and (value < 0 or math.isnan(value)):
+            raise ValueError(f"floor_days={value!r}: expected a number of days >= 0, or None")
+
+
+@attrs.frozen(kw_only=True, slots=True)
+class CertificateInfo:
+    """The facts about one certificate that certobs records. Times are Unix seconds."""
+
+    subject: str
+    """The subject's distinguished name, RFC 4514."""
+    subject_common_name: str | None
+    """The subject's common name, if it has one."""
+    issuer: str
+    """The issuer's distinguished name, RFC 4514."""
+    issuer_common_name: str | None
+    """The issuer's common name, if it has one."""
+    alternative_names: tuple[str, ...]
+    """DNS names and IP addresses of the subject alternative name extension."""
+    serial_number: str
+    """Upper-case hexadecimal."""
+    fingerprint_sha256: str
+    """SHA-256 of the DER encoding, upper-case hexadecimal."""
+    not_before: float
+    not_after: float
+    key_algorithm: str
+    """A ``certificate.key.algorithm`` value: rsa, ec, ed25519, ed448, dsa or other."""
+    key_size: int | None
+    signature_algorithm: str | None
+    """E.g. ``sha256WithRSAEncryption``; None when cryptography cannot name it."""
+    is_ca: bool
+    self_signed: bool
+    """Subject and issuer are the same name (a root, or a self-signed leaf)."""
+
+    @classmethod
+    def from_certificate(cls, cert: x509.Certificate) -> CertificateInfo:
+        """Extract the facts from a parsed ``cryptography`` certificate."""
+        algorithm, size = _key_algorithm(cert)
+        try:
+            signature: str | None = cert.signature_algorithm_oid._name
+        except Exception:  # unknown OIDs have no name
+            signature = None
+        return cls(
+            subject=cert.subject.rfc4514_string(),
+            subject_common_name=_common_name(cert.subject),
+            issuer=cert.issuer.rfc4514_string(),
+            issuer_common_name=_common_name(cert.issuer),
+            alternative_names=_alternative_names(cert),
+            serial_number=format(cert.serial_number, "X"),
+            fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex().upper(),
+            not_before=cert.not_valid_before_utc.timestamp(),
+            not_after=cert.not_valid_after_utc.timestamp(),
+            key_algorithm=algorithm.value,
+            key_size=size,
+            signature_algorithm=signature,
+            is_ca=_is_ca(cert),
+            self_signed=cert.subject == cert.issuer,
+        )
+
+    @property
+    def lifetime(self) -> float:
+        """Seconds from not_before to not_after."""
+        return self.not_after - self.not_before
+
+    def seconds_left(self, now: float) -> float:
+        """Seconds of validity left at ``now`` (negative once expired)."""
+        return self.not_after - now
+
+    def fraction_left(self, now: float) -> float:
+        """Share of the lifetime left at ``now``: 1 at not_before, 0 at not_after."""
+        if self.lifetime <= 0:
+            return 0.0
+        return min(max((self.not_after - now) / self.lifetime, 0.0), 1.0)
+
+    def status(self, now: float, policy: ExpiryPolicy | None = None) -> Status:
+        """Return valid, expiring, expired or not_yet_valid at ``now`` under ``policy``."""
+        if now < self.not_before:
+            return Status.NOT_YET_VALID
+        if now >= self.not_after:
+            return Status.EXPIRED
+        policy = policy or _DEFAULT_POLICY
+        left = self.not_after - now
+        if left < policy.fraction * self.lifetime:
+            return Status.EXPIRING
+        if policy.floor_days is not None and left < policy.floor_days * 86400:
+            return Status.EXPIRING
+        return Status.VALID
+
+
+_DEFAULT_POLICY: Final = ExpiryPolicy()
+
+
+def _from_pem(data: bytes) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise CertificateError(Reason.BAD_FORMAT, f"not a valid PEM certificate: {exc}") from None
+
+
+def _from_pkcs12(data: bytes, password: bytes | None) -> list[x509.Certificate]:
+    try:
+        key_and_certs = pkcs12.load_pkcs12(data, password)
+    except ValueError as exc:
+        text = str(exc).lower()
+        if "password" in text or "mac" in text or "decrypt" in text:
+            hint = "no password given" if password is None else "wrong password"
+            raise CertificateError(Reason.BAD_PASSWORD, f"PKCS#12: {hint}") from None
+        raise CertificateError(Reason.BAD_FORMAT, f"not a valid PKCS#12 bundle: {exc}") from None
+    certs = []
+    if key_and_certs.cert is not None:
+        certs.append(key_and_certs.cert.certificate)
+    certs += [c.certificate for c in key_and_certs.additional_certs]
+    if not certs:
+        raise CertificateError(Reason.BAD_FORMAT, "PKCS#12 bundle holds no certificate")
+    return certs
+
+
+def load_certificates(
+    data: bytes, *, password: bytes | str | None = None, kind: str | None = None
+) -> list[x509.Certificate]:
+    """Parse every certificate in ``data``: PEM (one or many), DER, or PKCS#12.
+
+    The leaf comes first where the source says which it is (PKCS#12); PEM keeps file order.
+
+    Args:
+        data: The bytes of a file or a response.
+        password: For PKCS#12 bundles.
+        kind: ``pem``, ``der`` or ``pkcs12`` to skip detection.
+
+    Returns:
+        The certificates, at least one.
+
+    Raises:
+        CertificateError: With reason ``bad_format`` or ``bad_password``.
+    """
+    if isinstance(password, str):
+        password = password.encode("utf-8")
+    if kind == "pem" or (kind is None and _PEM_MARKER in data):
+        return _from_pem(data)
+    if kind == "pkcs12":
+        return _from_pkcs12(data, password)
+    if kind not in (None, "der"):
+        raise ValueError(f"kind={kind!r}: expected pem, der, pkcs12 or None")
+    try:
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        if kind == "der":
+            raise CertificateError(Reason.BAD_FORMAT, "not a DER certificate") from None
+    if b"-----BEGIN" in data:
+        raise CertificateError(Reason.BAD_FORMAT, "PEM file with no CERTIFICATE block")
+    return _from_pkcs12(data, password)
+
+
+def describe(infos: Sequence[CertificateInfo]) -> list[dict[str, Any]]:
+    """Return plain dicts for JSON output."""
+    return [attrs.asdict(info) for info in infos]
+
+
+def utc(timestamp: float) -> str:
+    """Render a Unix time as ISO 8601 UTC."""
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
