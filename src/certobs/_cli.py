@@ -45,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--prometheus-host", default=None, help="scrape endpoint address")
     demo.add_argument("--prometheus-port", type=int, default=None, help="scrape endpoint port")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for repeatable runs")
+    from certobs import _scan
+
+    scan = commands.add_parser(
+        "scan",
+        help="report the certificates in files and at TLS endpoints, most urgent first",
+        description=(
+            "Read certificates from files, directories, glob patterns (PEM, DER, PKCS#12) and "
+            "TLS endpoints (HOST:PORT), and print them most urgent first. Exit status: 0 all "
+            "good, 1 something expired or expiring, 2 bad usage, 3 some source unreadable."
+        ),
+    )
+    _scan.add_arguments(scan)
     return parser
 
 
@@ -102,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "scan":
+        from certobs import _scan
+
+        return _scan.run(args)
     parser.print_help()
     return 2
 

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import os
 import socket
 import ssl
-from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
 from cryptography import x509
-from cryptography.x509 import verification
 
-from certobs.x509 import CertificateError, CertificateInfo, Reason, load_certificates
+from certobs.x509 import CertificateError, CertificateInfo, Reason
 
-__all__ = ["Endpoint", "ProbeResult", "load_trust", "parse_endpoint", "probe"]
+__all__ = ["Endpoint", "ProbeResult", "parse_endpoint", "probe", "trust_context"]
 
 
 @attrs.frozen(kw_only=True, slots=True)
@@ -75,38 +72,31 @@ class ProbeResult:
     message: str | None = None
 
 
-def load_trust(path: str | os.PathLike[str] | None) -> list[x509.Certificate]:
-    """Load a trust bundle (PEM file or directory of PEM files); None: the system's.
+def trust_context(path: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    """An SSL context that verifies chains against ``path`` (PEM file or directory).
+
+    None: the system's trust store. Verification is OpenSSL's, as most clients do it.
 
     Raises:
         CertificateError: When the bundle cannot be read or holds no certificate.
     """
     if path is None:
-        paths = ssl.get_default_verify_paths()
-        candidate = paths.cafile or paths.openssl_cafile
-        if candidate and Path(candidate).is_file():
-            path = candidate
-        elif paths.capath and Path(paths.capath).is_dir():
-            path = paths.capath
-        else:
-            return []
+        return ssl.create_default_context()
     target = Path(path)
-    if target.is_dir():
-        files = sorted(target.glob("*.pem")) + sorted(target.glob("*.crt"))
-    else:
-        files = [target]
-    roots: list[x509.Certificate] = []
-    for file in files:
-        try:
-            roots += load_certificates(file.read_bytes(), kind="pem")
-        except OSError as exc:
-            raise CertificateError(Reason.UNREADABLE, f"trust bundle {file}: {exc}") from None
-        except CertificateError:
-            if not target.is_dir():
-                raise
-    if not roots:
+    try:
+        if target.is_dir():
+            context = ssl.create_default_context(capath=str(target))
+        else:
+            context = ssl.create_default_context(cafile=str(target))
+    except FileNotFoundError:
+        raise CertificateError(Reason.NOT_FOUND, f"trust bundle {target} not found") from None
+    except OSError as exc:
+        raise CertificateError(Reason.UNREADABLE, f"trust bundle {target}: {exc}") from None
+    except ssl.SSLError as exc:
+        raise CertificateError(Reason.BAD_FORMAT, f"trust bundle {target}: {exc}") from None
+    if not target.is_dir() and not context.get_ca_certs():
         raise CertificateError(Reason.BAD_FORMAT, f"trust bundle {target} holds no certificate")
-    return roots
+    return context
 
 
 def _served_chain(tls: ssl.SSLSocket) -> list[bytes]:
@@ -121,61 +111,56 @@ def _served_chain(tls: ssl.SSLSocket) -> list[bytes]:
     return [leaf] if leaf else []
 
 
-def _verify(
-    endpoint: Endpoint, chain: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
-) -> str | None:
-    """Return None if the chain verifies for the endpoint's name, else why not."""
-    subject: x509.DNSName | x509.IPAddress
-    if endpoint.server_name:
-        subject = x509.DNSName(endpoint.server_name)
-    else:
-        subject = x509.IPAddress(ipaddress.ip_address(endpoint.host))
-    builder = verification.PolicyBuilder().store(verification.Store(list(roots)))
-    verifier = builder.time(dt.datetime.now(dt.timezone.utc)).build_server_verifier(subject)
-    try:
-        verifier.verify(chain[0], list(chain[1:]))
-    except verification.VerificationError as exc:
-        return str(exc)
-    return None
+def _handshake(
+    endpoint: Endpoint, timeout: float, context: ssl.SSLContext
+) -> tuple[str, list[bytes]]:
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout) as sock:
+        hostname = endpoint.server_name or endpoint.host
+        with context.wrap_socket(sock, server_hostname=hostname) as tls:
+            return tls.version() or "", _served_chain(tls)
+
+
+_READ_ANY = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+# Reads whatever is served, even an invalid chain: verification is a separate handshake.
+_READ_ANY.check_hostname = False
+_READ_ANY.verify_mode = ssl.CERT_NONE
 
 
 def probe(
     endpoint: Endpoint,
     *,
     timeout: float,
-    roots: Sequence[x509.Certificate] | None = None,
+    verify: ssl.SSLContext | None = None,
     expected_fingerprint: str | None = None,
 ) -> ProbeResult:
     """Connect, complete a TLS handshake, read the served chain and check it.
 
-    Never raises for a failing endpoint: the result carries the reason.
+    With ``verify``, the first handshake verifies the chain and the name as a client would; only
+    when that fails is a second, non-verifying handshake made to read the chain anyway. Never
+    raises for a failing endpoint: the result carries the reason.
     """
+    chain_valid = verify_error = None
     try:
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+        if verify is not None:
+            try:
+                version, der_chain = _handshake(endpoint, timeout, verify)
+                chain_valid = True
+            except ssl.SSLCertVerificationError as exc:
+                chain_valid = False
+                verify_error = exc.verify_message or str(exc)
+                version, der_chain = _handshake(endpoint, timeout, _READ_ANY)
+        else:
+            version, der_chain = _handshake(endpoint, timeout, _READ_ANY)
     except socket.gaierror as exc:
         return ProbeResult(endpoint=endpoint, reason=Reason.UNRESOLVABLE, message=str(exc))
     except TimeoutError:
-        return ProbeResult(endpoint=endpoint, reason=Reason.TIMEOUT, message="connect timed out")
-    except OSError as exc:
-        return ProbeResult(endpoint=endpoint, reason=Reason.UNREACHABLE, message=str(exc))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    # Read whatever is served, even an invalid chain: verification is done separately.
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        with context.wrap_socket(sock, server_hostname=endpoint.server_name) as tls:
-            version = tls.version() or ""
-            der_chain = _served_chain(tls)
-    except TimeoutError:
         return ProbeResult(
-            endpoint=endpoint, reason=Reason.TIMEOUT, message="TLS handshake timed out"
+            endpoint=endpoint, reason=Reason.TIMEOUT, message="no TLS handshake within the timeout"
         )
-    except (ssl.SSLError, ConnectionError) as exc:
+    except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
         return ProbeResult(endpoint=endpoint, reason=Reason.HANDSHAKE_FAILED, message=str(exc))
     except OSError as exc:
         return ProbeResult(endpoint=endpoint, reason=Reason.UNREACHABLE, message=str(exc))
-    finally:
-        sock.close()
     try:
         certs = [x509.load_der_x509_certificate(der) for der in der_chain]
     except ValueError as exc:
@@ -185,10 +170,6 @@ def probe(
             endpoint=endpoint, reason=Reason.HANDSHAKE_FAILED, message="no certificate served"
         )
     infos = tuple(CertificateInfo.from_certificate(c) for c in certs)
-    chain_valid = verify_error = None
-    if roots is not None:
-        verify_error = _verify(endpoint, certs, roots)
-        chain_valid = verify_error is None
     drift = None
     if expected_fingerprint is not None:
         wanted = expected_fingerprint.replace(":", "").upper()

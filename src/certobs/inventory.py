@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
+import ssl
 import threading
 import time
 import weakref
@@ -258,7 +259,7 @@ class EndpointSource(_Source):
         issuer: str | None,
         interval: float,
     ) -> None:
-        from certobs._probe import load_trust, parse_endpoint
+        from certobs._probe import parse_endpoint, trust_context
 
         super().__init__(interval)
         if not endpoints:
@@ -281,12 +282,12 @@ class EndpointSource(_Source):
             raise ConfigurationError(
                 f"expected: {sorted(unknown)} are not among the endpoints {sorted(known)}"
             )
-        self.roots: list[x509.Certificate] | None = None
+        self.verify: ssl.SSLContext | None = None
         if verify or trust is not None:
             try:
-                self.roots = load_trust(trust)
+                self.verify = trust_context(trust)
             except CertificateError as exc:
-                raise ConfigurationError(f"trust={trust!r}: {exc}") from None
+                raise ConfigurationError(f"trust={os.fspath(trust or '')!r}: {exc}") from None
 
     def _probe(self, endpoint: Endpoint) -> ProbeResult:
         from certobs._probe import probe
@@ -294,7 +295,7 @@ class EndpointSource(_Source):
         return probe(
             endpoint,
             timeout=self.timeout,
-            roots=self.roots,
+            verify=self.verify,
             expected_fingerprint=self.expected.get(endpoint.name),
         )
 
