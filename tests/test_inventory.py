@@ -23,23 +23,27 @@ from tls_servers import NOW, closed_port, leaf, serving
 
 
 def parsed(cert: trustme.LeafCert | trustme.CA) -> x509.Certificate:
+    """The certificate (a leaf's, not its chain's) as a cryptography object."""
     pem = cert.cert_pem.bytes() if isinstance(cert, trustme.CA) else cert.cert_chain_pems[0].bytes()
     return x509.load_pem_x509_certificate(pem)
 
 
 @pytest.fixture(scope="module")
 def ca():
+    """A test CA."""
     return trustme.CA()
 
 
 @pytest.fixture
 def inventory():
+    """A fresh inventory, cleared afterwards."""
     made = Inventory()
     yield made
     made.clear()
 
 
 def points(telemetry, name):
+    """The metric's values by attribute set."""
     return {frozenset(p.attributes.items()): p.value for p in telemetry.points(name)}
 
 
@@ -89,7 +93,7 @@ def test_status_is_relative_to_lifetime(ca, days_left, lifetime, policy, status)
 
 def test_policy_validates():
     """A policy with a fraction outside 0..1 or a negative floor is refused."""
-    with pytest.raises(ValueError, match="fraction=1.5"):
+    with pytest.raises(ValueError, match=r"fraction=1\.5"):
         ExpiryPolicy(fraction=1.5)
     with pytest.raises(ValueError, match="floor_days=-1"):
         ExpiryPolicy(floor_days=-1)

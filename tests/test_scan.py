@@ -19,11 +19,13 @@ SCAN = [sys.executable, "-m", "certobs", "scan"]
 
 
 def scan(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``certobs scan`` with ``args``."""
     return subprocess.run([*SCAN, *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.fixture(scope="module")
 def ca():
+    """A test CA."""
     return trustme.CA()
 
 

@@ -6,10 +6,8 @@ import contextlib
 import datetime as dt
 import socket
 import ssl
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import trustme
 
@@ -71,9 +69,11 @@ class Server:
     def _handshake(self, conn: socket.socket) -> None:
         conn.settimeout(5)
         try:
-            with self.context.wrap_socket(conn, server_side=True) as tls:
-                with contextlib.suppress(OSError):
-                    tls.recv(1)
+            with (
+                self.context.wrap_socket(conn, server_side=True) as tls,
+                contextlib.suppress(OSError),
+            ):
+                tls.recv(1)
         except (OSError, ssl.SSLError):
             pass
 
@@ -87,6 +87,7 @@ class Server:
 
 @contextlib.contextmanager
 def serving(cert: trustme.LeafCert | None, *, mode: str = "tls") -> Iterator[Server]:
+    """A running server (``tls``, ``hang`` or ``plain``), stopped afterwards."""
     server = Server(cert, mode=mode)
     try:
         yield server
@@ -99,13 +100,3 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def write(directory: Path, name: str, data: bytes) -> Path:
-    path = directory / name
-    path.write_bytes(data)
-    return path
-
-
-def tempdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="certobs-test-"))
