@@ -443,6 +443,190 @@ def _python_args(code: str, *args: str) -> str:
     ).stdout.strip()
 
 
+def _make_infos(count: int) -> list[Any]:
+    """``count`` distinct CertificateInfo objects (parsed once, then varied), as if parsed."""
+    import datetime as dt
+
+    import attrs
+    import trustme
+
+    from certobs.x509 import CertificateInfo
+
+    ca = trustme.CA()
+    now = dt.datetime.now(dt.timezone.utc)
+    base = CertificateInfo.from_certificate(
+        __import__("cryptography.x509", fromlist=["x"]).load_pem_x509_certificate(
+            ca.issue_cert(
+                "bench.example.com", not_before=now, not_after=now + dt.timedelta(days=90)
+            )
+            .cert_chain_pems[0]
+            .bytes()
+        )
+    )
+    return [
+        attrs.evolve(
+            base,
+            subject_common_name=f"host-{i}.example.com",
+            serial_number=format(i, "X"),
+            not_after=base.not_after + (i % 1000) * 3600.0,
+        )
+        for i in range(count)
+    ]
+
+
+def bench_inventory(s: Settings) -> list[Row]:
+    """100,000 tracked certificates: one collection, and the inventory's own memory."""
+    import tracemalloc
+
+    from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
+
+    from certobs.inventory import Inventory
+
+    count = 100_000
+    infos = _make_infos(count)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    inventory = Inventory()
+    for i, info in enumerate(infos):
+        inventory.track(info, id=f"cert-{i}", issuer=f"issuer-{i % 5}")
+    per_certificate = (tracemalloc.get_traced_memory()[0] - before) / count
+    tracemalloc.stop()
+
+    resource = Resource.create({})
+    fast_reader = InMemoryMetricReader()
+    fast_provider = SDKMeterProvider(metric_readers=[fast_reader], resource=resource)
+    store = aggregate_into([fast_reader], resource)
+    sdk_reader = InMemoryMetricReader()
+    sdk_provider = SDKMeterProvider(metric_readers=[sdk_reader], resource=resource)
+    times: dict[str, list[float]] = {"certobs": [], "SDK observable gauges": []}
+    with restored():
+        for _ in range(max(3, s.subprocess_runs // 3)):
+            _runtime.install(fast_provider, None, store)
+            start = perf_counter()
+            data = fast_reader.get_metrics_data()
+            times["certobs"].append(perf_counter() - start)
+            _runtime.install(sdk_provider, None, None)
+            _runtime.instruments()  # the SDK route: observable gauges with callbacks
+            start = perf_counter()
+            sdk_reader.get_metrics_data()
+            times["SDK observable gauges"].append(perf_counter() - start)
+    points = sum(
+        len(mm.data.data_points)
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for mm in sm.metrics
+        if mm.name == "certificate.not_after"
+    )
+    if points != count:
+        raise SystemExit(f"inventory benchmark: {points} not_after points, expected {count}")
+    inventory.clear()
+    fast_provider.shutdown()
+    sdk_provider.shutdown()
+    collect = _row("inventory_collection_vs_sdk", times, "certobs", "SDK observable gauges")
+    collect.unit = "s"
+    return [
+        collect,
+        Row(
+            case="inventory_collection_seconds",
+            subject="100k certificates",
+            baseline="0.5 s budget",
+            subject_value=statistics.median(times["certobs"]),
+            baseline_value=0.5,
+            unit="s",
+            ratio=statistics.median(times["certobs"]) / 0.5,
+        ),
+        Row(
+            case="inventory_bytes_per_certificate",
+            subject="bookkeeping",
+            baseline="1 KiB budget",
+            subject_value=per_certificate,
+            baseline_value=1024,
+            unit="B",
+            ratio=per_certificate / 1024,
+        ),
+    ]
+
+
+def bench_endpoints(s: Settings) -> list[Row]:
+    """200 TLS endpoints on 127.0.0.1, 3 of which hang, probed 50 at a time."""
+    import socket
+    import ssl
+    import tempfile
+
+    import trustme
+
+    from certobs.inventory import Inventory
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    timeout = 1.0
+    loop = asyncio.new_event_loop()
+    servers: list[Any] = []
+    hung: list[socket.socket] = []
+
+    async def answer(reader: Any, writer: Any) -> None:
+        writer.close()
+
+    async def start() -> list[str]:
+        addresses = []
+        for _ in range(197):
+            server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context, backlog=64)
+            servers.append(server)
+            addresses.append(f"127.0.0.1:{server.sockets[0].getsockname()[1]}")
+        return addresses
+
+    def hang() -> str:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)  # accepted by the kernel, never answered
+        hung.append(listener)
+        return f"127.0.0.1:{listener.getsockname()[1]}"
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    addresses = (
+        asyncio.run_coroutine_threadsafe(start(), loop).result() if thread.start() or True else []
+    )
+    addresses += [hang() for _ in range(3)]
+    ca_file = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
+    ca.cert_pem.write_to_path(ca_file.name)
+    rounds: list[float] = []
+    try:
+        inventory = Inventory()
+        source = inventory.watch_endpoints(
+            addresses, timeout=timeout, concurrency=50, trust=ca_file.name, start=False
+        )
+        for _ in range(max(2, s.subprocess_runs // 4)):
+            start_time = perf_counter()
+            inventory.refresh()
+            rounds.append(perf_counter() - start_time)
+        good = len({e.source for e in source.entries})
+        if good != 197 or len(source.errors) != 3:
+            raise SystemExit(f"endpoint benchmark: {good} endpoints read, {source.errors[:3]}")
+        inventory.clear()
+    finally:
+        for server in servers:
+            server.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        for listener in hung:
+            listener.close()
+        os.unlink(ca_file.name)
+    median = statistics.median(rounds)
+    return [
+        Row(
+            case="endpoint_round_vs_timeout",
+            subject="200 endpoints, 3 hang",
+            baseline="handshake timeout",
+            subject_value=median,
+            baseline_value=timeout,
+            unit="s",
+            ratio=median / timeout,
+        )
+    ]
+
+
 GROUPS: dict[str, tuple[tuple[str, ...], Callable[..., list[Row]]]] = {
     "disabled": (("disabled_vs_closure", "disabled_vs_bare"), bench_disabled),
     "enabled": (("enabled_vs_sdk", "tracing_vs_hand_span"), bench_enabled),
@@ -450,6 +634,15 @@ GROUPS: dict[str, tuple[tuple[str, ...], Callable[..., list[Row]]]] = {
     "threads": (("two_threads_vs_one",), bench_threads),
     "import": (("import_vs_dependencies", "import_forbidden_modules"), bench_import),
     "memory": (("memory_vs_sdk",), bench_memory),
+    "inventory": (
+        (
+            "inventory_collection_vs_sdk",
+            "inventory_collection_seconds",
+            "inventory_bytes_per_certificate",
+        ),
+        bench_inventory,
+    ),
+    "endpoints": (("endpoint_round_vs_timeout",), bench_endpoints),
 }
 
 

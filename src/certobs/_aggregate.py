@@ -14,6 +14,7 @@ MeterProvider certobs records through SDK instruments instead.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import threading
@@ -286,7 +287,15 @@ class Store:
 
         def collect(reader_: MetricReader, timeout_millis: float = 10_000) -> MetricsData | None:
             collected = inner(reader_, timeout_millis=timeout_millis)
-            return self.merge(collected, state, resource, scope)
+            # See _inventory_gauges: a large inventory makes the GC thrash while data points
+            # are built; none of them form cycles.
+            paused = gc.isenabled()
+            gc.disable()
+            try:
+                return self.merge(collected, state, resource, scope)
+            finally:
+                if paused:
+                    gc.enable()
 
         reader._collect = collect  # type: ignore[assignment]
 
@@ -477,21 +486,29 @@ class Store:
 
 def _inventory_gauges(now: int) -> list[Metric]:
     """The inventory's gauges as data points (nothing when no inventory was ever imported)."""
-    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint
-
     from certobs._inventory_metrics import observations
 
+    # Building hundreds of thousands of small objects while as many long-lived ones exist makes
+    # the cyclic GC run over and over for nothing (it was 75% of a 100,000-certificate
+    # collection). None of these objects form cycles, so it is paused meanwhile.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _inventory_metrics(observations(), now)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _inventory_metrics(observed: dict[str, list[tuple[Any, float]]], now: int) -> list[Metric]:
+    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint
+
     metrics = []
-    for name, points in observations().items():
+    for name, points in observed.items():
         if not points:
             continue
         definition = m.METRICS[name]
-        data = [
-            NumberDataPoint(
-                attributes=attributes, start_time_unix_nano=now, time_unix_nano=now, value=value
-            )
-            for attributes, value in points
-        ]
+        data = _number_points(NumberDataPoint, points, now)
         metrics.append(
             Metric(
                 name=definition.name,
@@ -501,6 +518,47 @@ def _inventory_gauges(now: int) -> list[Metric]:
             )
         )
     return metrics
+
+
+def _number_points(cls: Any, points: list[tuple[Any, float]], now: int) -> list[Any]:
+    """Build gauge data points in bulk.
+
+    NumberDataPoint is a frozen dataclass whose __init__ costs about 2 us; an inventory of
+    100,000 certificates needs 200,000 points per collection. When the class keeps its fields
+    in an instance __dict__ (it does in the SDK), the same objects are built directly.
+    """
+    probe = cls(attributes={}, start_time_unix_nano=0, time_unix_nano=0, value=0.0)
+    if not hasattr(probe, "__dict__") or set(vars(probe)) != {
+        "attributes",
+        "start_time_unix_nano",
+        "time_unix_nano",
+        "value",
+        "exemplars",
+    }:
+        return [
+            cls(attributes=labels, start_time_unix_nano=now, time_unix_nano=now, value=value)
+            for labels, value in points
+        ]
+    new = object.__new__
+    set_dict = object.__setattr__  # the class is a frozen dataclass
+    made: list[Any] = []
+    append = made.append
+    no_exemplars = ()  # shared: gauges carry none, and one object is 200,000 fewer for the GC
+    for labels, value in points:
+        point = new(cls)
+        set_dict(
+            point,
+            "__dict__",
+            {
+                "attributes": labels,
+                "start_time_unix_nano": now,
+                "time_unix_nano": now,
+                "value": value,
+                "exemplars": no_exemplars,
+            },
+        )
+        append(point)
+    return made
 
 
 def _fold_finished(shards: list[Shard], series: HistogramSeries) -> None:

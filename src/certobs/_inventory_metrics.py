@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -43,18 +42,42 @@ def observations() -> dict[str, Points]:
     return result
 
 
+_VALID = "valid"
+_EXPIRING = "expiring"
+_EXPIRED = "expired"
+_NOT_YET_VALID = "not_yet_valid"
+
+
 def _one(inventory: Any, now: float, result: dict[str, Points]) -> None:
-    counts: Counter[tuple[str, str, str]] = Counter()
+    # This loop runs once per certificate per collection (100,000 certificates must collect in
+    # well under half a second): CertificateInfo.status() inlined, locals only, no enum lookups.
+    counts: dict[tuple[str, str, str], int] = {}
     policy = inventory.policy
-    not_after = result[m.CERTIFICATE_NOT_AFTER]
-    not_before = result[m.CERTIFICATE_NOT_BEFORE]
+    fraction = policy.fraction
+    floor = policy.floor_days * 86400.0 if policy.floor_days is not None else -1.0
     per_certificate = inventory.per_certificate
+    add_after = result[m.CERTIFICATE_NOT_AFTER].append
+    add_before = result[m.CERTIFICATE_NOT_BEFORE].append
     for entry in inventory.entries():
         info = entry.info
-        counts[(info.status(now, policy).value, entry.issuer_name, info.key_algorithm)] += 1
+        not_before = info.not_before
+        not_after = info.not_after
+        if now < not_before:
+            status = _NOT_YET_VALID
+        elif now >= not_after:
+            status = _EXPIRED
+        else:
+            left = not_after - now
+            if left < fraction * (not_after - not_before) or left < floor:
+                status = _EXPIRING
+            else:
+                status = _VALID
+        key = (status, entry.issuer_name, info.key_algorithm)
+        counts[key] = counts.get(key, 0) + 1
         if per_certificate:
-            not_after.append((entry.attributes, info.not_after))
-            not_before.append((entry.attributes, info.not_before))
+            labels = entry.attributes
+            add_after((labels, not_after))
+            add_before((labels, not_before))
     result[m.CERTIFICATE_COUNT] += [
         (
             {
@@ -67,18 +90,18 @@ def _one(inventory: Any, now: float, result: dict[str, Points]) -> None:
         for (status, issuer, algorithm), count in counts.items()
     ]
     for probe in _probes(inventory):
-        labels: dict[str, Any] = {
+        labels_: dict[str, Any] = {
             a.CERTIFICATE_ID: probe.endpoint.name,
             a.SERVER_ADDRESS: probe.endpoint.host,
             a.SERVER_PORT: probe.endpoint.port,
         }
         if probe.chain_valid is not None:
-            valid = dict(labels)
+            valid = dict(labels_)
             if probe.tls_version:
                 valid[a.TLS_PROTOCOL_VERSION] = probe.tls_version
             result[m.CERTIFICATE_ENDPOINT_CHAIN_VALID].append((valid, float(probe.chain_valid)))
         if probe.drift is not None:
-            result[m.CERTIFICATE_ENDPOINT_DRIFT].append((labels, float(probe.drift)))
+            result[m.CERTIFICATE_ENDPOINT_DRIFT].append((labels_, float(probe.drift)))
 
 
 def _probes(inventory: Any) -> Iterator[Any]:
