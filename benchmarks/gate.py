@@ -612,7 +612,7 @@ def bench_endpoints(s: Settings) -> list[Row]:
         thread.join(5)
         for listener in hung:
             listener.close()
-        os.unlink(ca_file.name)
+        directory.cleanup()
     median = statistics.median(rounds)
     return [
         Row(
