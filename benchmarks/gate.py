@@ -585,17 +585,17 @@ def bench_endpoints(s: Settings) -> list[Row]:
         return f"127.0.0.1:{listener.getsockname()[1]}"
 
     thread = threading.Thread(target=loop.run_forever, daemon=True)
-    addresses = (
-        asyncio.run_coroutine_threadsafe(start(), loop).result() if thread.start() or True else []
-    )
+    thread.start()
+    addresses = asyncio.run_coroutine_threadsafe(start(), loop).result()
     addresses += [hang() for _ in range(3)]
-    ca_file = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
-    ca.cert_pem.write_to_path(ca_file.name)
+    directory = tempfile.TemporaryDirectory()
+    ca_file = os.path.join(directory.name, "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
     rounds: list[float] = []
     try:
         inventory = Inventory()
         source = inventory.watch_endpoints(
-            addresses, timeout=timeout, concurrency=50, trust=ca_file.name, start=False
+            addresses, timeout=timeout, concurrency=50, trust=ca_file, start=False
         )
         for _ in range(max(2, s.subprocess_runs // 4)):
             start_time = perf_counter()
