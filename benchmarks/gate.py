@@ -236,10 +236,29 @@ def bench_enabled(s: Settings, pipes: Pipelines) -> list[Row]:
             rounds=s.rounds,
             number=s.number,
         )
+    _check_recorded(pipes, s.rounds * s.number)
     return [
         _row("enabled_vs_sdk", times, "certobs", "raw SDK"),
         _row("tracing_vs_hand_span", times, "certobs+span", "hand span+SDK"),
     ]
+
+
+def _check_recorded(pipes: Pipelines, at_least: int) -> None:
+    """A fast loop that records nothing would pass any budget: check that it recorded."""
+    data = pipes.reader.get_metrics_data()
+    counts = [
+        point.count
+        for rm in (data.resource_metrics if data else [])
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == CERTIFICATE_OPERATION_DURATION
+        for point in metric.data.data_points
+    ]
+    if sum(counts) < at_least:
+        raise SystemExit(
+            f"certobs recorded {sum(counts)} operations, expected at least {at_least}: the "
+            "measured path is not recording"
+        )
 
 
 def bench_async(s: Settings, pipes: Pipelines) -> list[Row]:

@@ -213,6 +213,8 @@ def canonical(data: Any) -> dict[str, Any]:
                         )
                     else:
                         points[key] = p.value
+                assert metric.name not in out, f"{metric.name} exported twice"
+                assert len(points) == len(metric.data.data_points), "duplicate attribute sets"
                 out[metric.name] = {
                     "unit": metric.unit,
                     "description": metric.description,
@@ -275,3 +277,81 @@ def test_comparison_detects_a_difference(monkeypatch):
     fast = record(True, "cumulative", False, seed=7, monkeypatch=monkeypatch)
     other = record(True, "cumulative", False, seed=8, monkeypatch=monkeypatch)
     assert fast[-1][m.CERTIFICATE_OPERATION_DURATION] != other[-1][m.CERTIFICATE_OPERATION_DURATION]
+
+
+def test_short_lived_threads_leave_no_shards_behind():
+    """Threads that end fold their part into the series: nothing accumulates, nothing is lost."""
+    import gc
+    import threading
+
+    from certobs.testing import capture
+
+    @certobs.validation
+    def check():
+        return 1
+
+    with capture(traces=False) as telemetry:
+        for _ in range(30):
+            workers = [
+                threading.Thread(target=lambda: [check() for _ in range(10)]) for _ in range(5)
+            ]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+        gc.collect()
+        series = _runtime._State.store.duration.snapshot()
+        assert all(len(s.shards) <= 1 for s in series)  # at most the main thread's
+        point = telemetry.point(
+            m.CERTIFICATE_OPERATION_DURATION, {a.CERTIFICATE_OPERATION_NAME: "validate"}
+        )
+        assert point.count == 30 * 5 * 10
+
+
+def test_exponential_histogram_readers_get_sdk_instruments():
+    """A reader asking for exponential histograms gets them: certobs does not take the fast path."""
+    from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
+
+    reader = InMemoryMetricReader(
+        preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()}
+    )
+    resource = Resource.create({})
+    provider = MeterProvider(metric_readers=[reader], resource=resource)
+    assert aggregate_into([reader], resource) is None
+    _runtime.install(provider, None, None)
+    try:
+        certobs.renewal(lambda: 1)()
+        data = reader.get_metrics_data()
+    finally:
+        _runtime.install(None, None)
+        provider.shutdown()
+    (metric,) = [
+        mm
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for mm in sm.metrics
+        if mm.name == m.CERTIFICATE_OPERATION_DURATION
+    ]
+    assert type(metric.data).__name__ == "ExponentialHistogram"
+
+
+@pytest.mark.parametrize("sets", [2000, 2001])
+def test_cardinality_overflow_matches_the_sdk(monkeypatch, sets):
+    """The overflow series appears exactly where the SDK's does (its default limit, 2000)."""
+    results = {}
+    for fast in (True, False):
+        resource = Resource.create({})
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader], resource=resource)
+        store = aggregate_into([reader], resource) if fast else None
+        _runtime.install(provider, None, store)
+        try:
+            for i in range(sets):
+                certobs.record_bundle_request(f"bundle-{i}")
+            results[fast] = canonical(reader.get_metrics_data())[m.CERTIFICATE_BUNDLE_REQUESTS]
+        finally:
+            _runtime.install(None, None)
+            provider.shutdown()
+    assert results[True] == results[False]
+    overflow = [k for k in results[True]["points"] if dict(k).get("otel.metric.overflow")]
+    assert bool(overflow) == (sets > 2000)

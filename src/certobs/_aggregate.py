@@ -78,7 +78,6 @@ class Shard:
         "min",
         "reset_epoch",
         "sum",
-        "thread",
         "updates",
         "version",
     )
@@ -96,13 +95,14 @@ class Shard:
         self.reset_epoch = 0
         self.active = 0
         self.updates = 0
-        self.thread = threading.current_thread()
 
     def read(self) -> tuple[int, float, list[int], float, float, float, float, int, int]:
         """Return a consistent copy of the fields (see the class docstring)."""
-        while True:
+        for attempt in range(1000):
             before = self.version
-            if before % 2 == 0:
+            # After many attempts, take the values as they are: a writer interrupted for good
+            # (an exception from a signal handler mid-update) must not hang the collector.
+            if before % 2 == 0 or attempt == 999:
                 values = (
                     self.count,
                     self.sum,
@@ -114,9 +114,10 @@ class Shard:
                     self.active,
                     self.updates,
                 )
-                if self.version == before:
+                if self.version == before or attempt == 999:
                     return values
             time.sleep(0)  # let the writer finish its update
+        raise AssertionError("unreachable")
 
 
 class HistogramSeries:
@@ -222,7 +223,7 @@ class _Table:
         with self.lock:
             found = self.series.get(key)
             if found is None:
-                if len(self.series) >= self.limit - 1:
+                if len(self.series) >= self.limit:
                     key = attribute_key(OVERFLOW)
                     found = self.series.get(key)
                     if found is not None:
@@ -256,6 +257,9 @@ class _ReaderState:
         self.updown_delta = temporality[_UpDownCounter] is delta
         self.sent: dict[int, Any] = {}
         self.last_ns: dict[int, int] = {}
+        # When this reader last collected (first: when it was attached); a series first seen in
+        # a delta interval starts there, as the SDK's do.
+        self.collected_ns = time_ns()
 
 
 class Store:
@@ -279,6 +283,8 @@ class Store:
         then reaches the reader's exporter, scrape endpoint or in-memory buffer unchanged.
         """
         inner: Any = reader._collect
+        if not explicit_buckets(reader):
+            raise ValueError("reader does not aggregate histograms into explicit buckets")
         if inner is None:
             raise RuntimeError("reader is not registered on a MeterProvider yet")
         state = _ReaderState(reader)
@@ -389,6 +395,7 @@ class Store:
                     )
                 )
         metrics += _inventory_gauges(now)
+        state.collected_ns = now
         return metrics
 
     def _histogram_point(self, series: HistogramSeries, state: _ReaderState, now: int) -> Any:
@@ -396,7 +403,6 @@ class Store:
         from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
         with series.lock:
-            _fold_finished(series.shards, series)
             count, total = series.count, series.sum
             summed = list(series.buckets)
             low, high = series.min, series.max
@@ -429,7 +435,7 @@ class Store:
         start = series.start_ns
         if state.histogram_delta:
             previous = state.sent.get(series.id)
-            start = state.last_ns.get(series.id, series.start_ns)
+            start = state.last_ns.get(series.id, state.collected_ns)
             state.sent[series.id] = (count, total, buckets)
             state.last_ns[series.id] = now
             if previous is not None:
@@ -458,7 +464,6 @@ class Store:
         from opentelemetry.sdk.metrics.export import NumberDataPoint
 
         with series.lock:
-            _fold_finished_active(series)
             value, updates = series.value, series.updates
             shards = list(series.shards)
         for shard in shards:
@@ -468,7 +473,7 @@ class Store:
         start = series.start_ns
         if delta:
             previous = state.sent.get(series.id, (0, 0))
-            start = state.last_ns.get(series.id, series.start_ns)
+            start = state.last_ns.get(series.id, state.collected_ns)
             state.sent[series.id] = (value, updates)
             state.last_ns[series.id] = now
             if updates == previous[1]:
@@ -561,26 +566,43 @@ def _number_points(cls: Any, points: list[tuple[Any, float]], now: int) -> list[
     return made
 
 
-def _fold_finished(shards: list[Shard], series: HistogramSeries) -> None:
-    """Move the histogram part of shards whose thread ended into the series (lock held)."""
-    for shard in [s for s in shards if not s.thread.is_alive()]:
-        count, total, buckets, low, high, ilow, ihigh, _, _ = shard.read()
-        series.count += count
-        series.sum += total
-        series.buckets = [x + y for x, y in zip(series.buckets, buckets, strict=True)]
-        series.min, series.max = min(series.min, low), max(series.max, high)
-        series.interval_min = min(series.interval_min, ilow)
-        series.interval_max = max(series.interval_max, ihigh)
-        shards.remove(shard)
+def fold_shard(histogram: HistogramSeries, active: SumSeries, shard: Shard) -> None:
+    """Move a finished thread's shard into its series (called when the thread ends)."""
+    count, total, buckets, low, high, ilow, ihigh, running, updates = shard.read()
+    with histogram.lock:
+        histogram.count += count
+        histogram.sum += total
+        histogram.buckets = [x + y for x, y in zip(histogram.buckets, buckets, strict=True)]
+        histogram.min, histogram.max = min(histogram.min, low), max(histogram.max, high)
+        histogram.interval_min = min(histogram.interval_min, ilow)
+        histogram.interval_max = max(histogram.interval_max, ihigh)
+        if shard in histogram.shards:
+            histogram.shards.remove(shard)
+    with active.lock:
+        active.value += running
+        active.updates += updates
+        if shard in active.shards:
+            active.shards.remove(shard)
 
 
-def _fold_finished_active(series: SumSeries) -> None:
-    """Move the active part of shards whose thread ended into the series (lock held)."""
-    for shard in [s for s in series.shards if not s.thread.is_alive()]:
-        part = shard.read()
-        series.value += part[7]
-        series.updates += part[8]
-        series.shards.remove(shard)
+def explicit_buckets(reader: MetricReader) -> bool:
+    """Whether ``reader`` aggregates histograms as the fast path does (explicit buckets).
+
+    A reader configured for exponential histograms (for instance through
+    OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION) must get SDK instruments.
+    """
+    from opentelemetry.sdk.metrics._internal.instrument import _Histogram
+    from opentelemetry.sdk.metrics.view import (
+        DefaultAggregation,
+        ExplicitBucketHistogramAggregation,
+    )
+
+    aggregation = reader._instrument_class_aggregation.get(_Histogram)
+    if isinstance(aggregation, DefaultAggregation):
+        return True
+    return isinstance(aggregation, ExplicitBucketHistogramAggregation) and (
+        aggregation._boundaries is None or tuple(aggregation._boundaries) == BOUNDS
+    )
 
 
 def _temporality(delta: bool) -> Any:

@@ -195,10 +195,16 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
     return meter_provider, tracer_provider, server
 
 
-def aggregate_into(readers: list[MetricReader], resource: Resource) -> Store:
-    """Create the fast path's store and hook it into ``readers`` (already registered)."""
-    from certobs._aggregate import Store
+def aggregate_into(readers: list[MetricReader], resource: Resource) -> Store | None:
+    """Create the fast path's store and hook it into ``readers`` (already registered).
 
+    Returns None, and certobs records through SDK instruments, when a reader wants histograms
+    aggregated otherwise than in explicit buckets.
+    """
+    from certobs._aggregate import Store, explicit_buckets
+
+    if not all(explicit_buckets(reader) for reader in readers):
+        return None
     store = Store()
     for reader in readers:
         store.attach(reader, resource, _runtime.scope())

@@ -13,6 +13,7 @@ import importlib
 import inspect
 import math
 import threading
+import weakref
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from enum import Enum
@@ -26,7 +27,7 @@ from opentelemetry import trace
 
 from certobs import _runtime
 from certobs._aggregate import BOUNDS as _BOUNDS
-from certobs._aggregate import Shard
+from certobs._aggregate import Shard, fold_shard
 from certobs._errors import ConfigurationError, internal_error, log_once
 from certobs._runtime import _State
 from certobs.semconv import attributes as a
@@ -348,14 +349,25 @@ class _Fast:
         self.local = threading.local()
 
     def new_shard(self) -> Shard:
-        """Create and register this thread's shard."""
+        """Create and register this thread's shard, folded back when the thread ends."""
         shard = Shard()
         with self.ok.lock:
             self.ok.shards.append(shard)
         with self.active.lock:
             self.active.shards.append(shard)
+        # The thread's locals are dropped when it ends, and the sentinel with them: that is the
+        # moment to fold the shard into the series, so short-lived threads leave nothing behind.
+        sentinel = _ThreadEnd()
+        weakref.finalize(sentinel, fold_shard, self.ok, self.active, shard)
+        self.local.sentinel = sentinel
         self.local.shard = shard
         return shard
+
+
+class _ThreadEnd:
+    """Lives in a thread's locals; its finalizer runs when the thread ends."""
+
+    __slots__ = ("__weakref__",)
 
 
 def _describe(exc: BaseException, etype: str) -> str:
@@ -690,9 +702,11 @@ class Operation:
             internal_error(f"ending operation {self.name!r}", err)
         finally:
             shard.version += 1
-            shard.active -= 1
-            shard.updates += 1
-            shard.version += 1
+            try:
+                shard.active -= 1
+                shard.updates += 1
+            finally:
+                shard.version += 1
             try:
                 _current.reset(token)
             except ValueError:  # finished in another context than it started in
@@ -748,9 +762,11 @@ class Operation:
                 shard = fast.new_shard()
             # This thread's shard: written without a lock (see certobs._aggregate.Shard).
             shard.version += 1
-            shard.active += 1
-            shard.updates += 1
-            shard.version += 1
+            try:
+                shard.active += 1
+                shard.updates += 1
+            finally:
+                shard.version += 1
         except Exception as err:
             internal_error(f"starting operation {self.name!r}", err)
             return wrapped(*args, **kwargs)
@@ -765,12 +781,14 @@ class Operation:
         if _current.get() is not fast:  # the call asked for its handle
             self._fast_end(fast, shard, token, duration, None)
             return result
-        # The common case, inline: a success that asked for no handle.
+        # The common case, inline: a success that asked for no handle. Nothing here can fail
+        # but through an exception from a signal handler, which must reach the caller: no
+        # `except`, and the version is made even again whatever happens.
+        _current.reset(token)
+        index = bisect_left(_BOUNDS, duration)
+        reset = shard.reset_epoch
+        shard.version += 1
         try:
-            _current.reset(token)
-            index = bisect_left(_BOUNDS, duration)
-            reset = shard.reset_epoch
-            shard.version += 1
             if shard.epoch != reset:  # a delta reader took the interval's min and max
                 shard.interval_min = math.inf
                 shard.interval_max = -math.inf
@@ -788,9 +806,8 @@ class Operation:
                 shard.interval_max = duration
             shard.active -= 1
             shard.updates += 1
+        finally:
             shard.version += 1
-        except Exception as err:
-            internal_error(f"ending operation {self.name!r}", err)
         return result
 
     async def _fast_async_wrapper(
@@ -817,9 +834,11 @@ class Operation:
                 shard = fast.new_shard()
             # This thread's shard: written without a lock (see certobs._aggregate.Shard).
             shard.version += 1
-            shard.active += 1
-            shard.updates += 1
-            shard.version += 1
+            try:
+                shard.active += 1
+                shard.updates += 1
+            finally:
+                shard.version += 1
         except Exception as err:
             internal_error(f"starting operation {self.name!r}", err)
             return await wrapped(*args, **kwargs)
@@ -834,12 +853,14 @@ class Operation:
         if _current.get() is not fast:  # the call asked for its handle
             self._fast_end(fast, shard, token, duration, None)
             return result
-        # The common case, inline: a success that asked for no handle.
+        # The common case, inline: a success that asked for no handle. Nothing here can fail
+        # but through an exception from a signal handler, which must reach the caller: no
+        # `except`, and the version is made even again whatever happens.
+        _current.reset(token)
+        index = bisect_left(_BOUNDS, duration)
+        reset = shard.reset_epoch
+        shard.version += 1
         try:
-            _current.reset(token)
-            index = bisect_left(_BOUNDS, duration)
-            reset = shard.reset_epoch
-            shard.version += 1
             if shard.epoch != reset:  # a delta reader took the interval's min and max
                 shard.interval_min = math.inf
                 shard.interval_max = -math.inf
@@ -857,9 +878,8 @@ class Operation:
                 shard.interval_max = duration
             shard.active -= 1
             shard.updates += 1
+        finally:
             shard.version += 1
-        except Exception as err:
-            internal_error(f"ending operation {self.name!r}", err)
         return result
 
     # The general path.

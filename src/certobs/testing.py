@@ -178,10 +178,19 @@ def measure_overhead(
 
     Raises:
         TypeError: If ``func`` was not decorated by certobs (it has no ``__wrapped__``).
+        RuntimeError: If a global OpenTelemetry provider is installed.
     """
     bare = getattr(func, "__wrapped__", None)
     if bare is None:
         raise TypeError(f"{func!r} is not decorated by certobs: it has no __wrapped__")
+    from opentelemetry import trace
+    from opentelemetry.metrics import _internal as metrics_internal
+
+    if metrics_internal._METER_PROVIDER is not None or trace._TRACER_PROVIDER is not None:
+        raise RuntimeError(
+            "measure_overhead(): an OpenTelemetry provider is installed globally, so certobs "
+            "cannot be measured disabled; run it where no global provider is set"
+        )
     previous = (
         _runtime._State.meter_provider,
         _runtime._State.tracer_provider,
