@@ -705,3 +705,48 @@ def test_static_attributes_validated(kwargs, message):
     """Static labels must be strings and static attributes valid values: fail at decoration."""
     with pytest.raises(certobs.ConfigurationError, match=message):
         certobs.renewal(**kwargs)
+
+
+def test_attributes_set_from_child_contexts_reach_the_call():
+    """On the fast path too, a task or thread started by the call can set its attributes."""
+
+    @certobs.renewal
+    async def renew():
+        async def child():
+            certobs.current_operation().set_attribute(a.CERTIFICATE_ISSUER_NAME, "from-task")
+
+        await asyncio.create_task(child())
+
+        def in_thread():
+            op = certobs.current_operation()
+            op.set_attribute(a.DEPLOYMENT_ENVIRONMENT_NAME, "from-thread")
+
+        await asyncio.to_thread(in_thread)
+
+    with capture(traces=False) as telemetry:
+        asyncio.run(renew())
+        point = telemetry.point(
+            DURATION,
+            {
+                a.CERTIFICATE_OPERATION_NAME: "renew",
+                a.CERTIFICATE_ISSUER_NAME: "from-task",
+                a.DEPLOYMENT_ENVIRONMENT_NAME: "from-thread",
+            },
+        )
+    assert point.count == 1
+
+
+def test_handle_outlives_its_call_harmlessly():
+    """A handle kept after its call ended records nothing more and raises nothing."""
+    kept = []
+
+    @certobs.renewal
+    def renew():
+        kept.append(certobs.current_operation())
+
+    with capture(traces=False) as telemetry:
+        renew()
+        kept[0].set_attribute(a.CERTIFICATE_ISSUER_NAME, "late")
+        points = telemetry.points(DURATION)
+    assert [dict(p.attributes) for p in points] == [{a.CERTIFICATE_OPERATION_NAME: "renew"}]
+    assert certobs.current_operation().operation is None

@@ -58,9 +58,11 @@ METRIC_KEYS: Final = frozenset(METRICS[CERTIFICATE_OPERATION_DURATION].attribute
     a.CERTIFICATE_OPERATION_NAME,
 }
 
-# The running operation: a handle, or, for a decorated call on the fast path, the operation's
-# _Fast object until someone asks for a handle (current_operation() then promotes it).
-_current: contextvars.ContextVar[OperationHandle | _Fast | None] = contextvars.ContextVar(
+# The running operation: a handle, or, for a decorated call on the fast path, a one-item list
+# (a cell) holding the operation's _Fast object until someone asks for a handle:
+# current_operation() then puts the handle in the cell. Child contexts (tasks, to_thread) share
+# the cell, so what they set reaches the call; an ended call empties its cell.
+_current: contextvars.ContextVar[OperationHandle | list[Any] | None] = contextvars.ContextVar(
     "certobs_current_operation", default=None
 )
 
@@ -126,7 +128,7 @@ class OperationHandle:
         self._metric_attrs = operation._metric_attrs if operation is not None else {}
         self._span: trace.Span | None = None
         self._start = 0.0
-        self._previous: OperationHandle | _Fast | None = None
+        self._previous: OperationHandle | list[Any] | None = None
         self._ctx_token: object | None = None
         self._inst: _runtime._Instruments | None = None
         self._fast: _Fast | None = None
@@ -258,7 +260,7 @@ class OperationHandle:
         if _current.get() is self:
             previous = self._previous
             # An enclosing entry may have ended first (generators suspended inside blocks).
-            while previous is not None and previous._closed:
+            while isinstance(previous, OperationHandle) and previous._closed:
                 previous = previous._previous
             _current.set(previous)
 
@@ -404,13 +406,16 @@ def current_operation() -> OperationHandle:
     current = _current.get()
     if current is None:
         return _NOOP
-    if isinstance(current, _Fast):
-        # A decorated call on the fast path: make a handle for it only now that it is wanted.
-        handle = OperationHandle(current.operation)
-        handle._fast = current
-        handle._recording = True
-        _current.set(handle)
-        return handle
+    if isinstance(current, list):
+        inside = current[0]
+        if isinstance(inside, _Fast):
+            # A decorated call on the fast path: make its handle only now that it is wanted.
+            handle = OperationHandle(inside.operation)
+            handle._fast = inside
+            handle._recording = True
+            current[0] = handle
+            return handle
+        return inside if inside is not None else _NOOP
     return current
 
 
@@ -691,13 +696,15 @@ class Operation:
         self,
         fast: _Fast,
         shard: Shard,
-        token: contextvars.Token[OperationHandle | _Fast | None],
+        cell: list[Any],
+        token: contextvars.Token[OperationHandle | list[Any] | None],
         duration: float,
         exc: BaseException | None,
     ) -> None:
         """End a fast-path call that failed or asked for its handle."""
         try:
-            self._fast_end_slow(fast, _current.get(), duration, exc)
+            inside, cell[0] = cell[0], None
+            self._fast_end_slow(fast, inside, duration, exc)
         except Exception as err:
             internal_error(f"ending operation {self.name!r}", err)
         finally:
@@ -710,7 +717,7 @@ class Operation:
             try:
                 _current.reset(token)
             except ValueError:  # finished in another context than it started in
-                if _current.get() is fast:
+                if _current.get() is cell:
                     _current.set(None)
 
     def _fast_end_slow(
@@ -770,20 +777,22 @@ class Operation:
         except Exception as err:
             internal_error(f"starting operation {self.name!r}", err)
             return wrapped(*args, **kwargs)
-        token = _current.set(fast)
+        cell: list[Any] = [fast]
+        token = _current.set(cell)
         start = perf_counter()
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._fast_end(fast, shard, token, perf_counter() - start, exc)
+            self._fast_end(fast, shard, cell, token, perf_counter() - start, exc)
             raise
         duration = perf_counter() - start
-        if _current.get() is not fast:  # the call asked for its handle
-            self._fast_end(fast, shard, token, duration, None)
+        if cell[0] is not fast:  # the call asked for its handle
+            self._fast_end(fast, shard, cell, token, duration, None)
             return result
         # The common case, inline: a success that asked for no handle. Nothing here can fail
         # but through an exception from a signal handler, which must reach the caller: no
         # `except`, and the version is made even again whatever happens.
+        cell[0] = None
         _current.reset(token)
         index = bisect_left(_BOUNDS, duration)
         reset = shard.reset_epoch
@@ -842,20 +851,22 @@ class Operation:
         except Exception as err:
             internal_error(f"starting operation {self.name!r}", err)
             return await wrapped(*args, **kwargs)
-        token = _current.set(fast)
+        cell: list[Any] = [fast]
+        token = _current.set(cell)
         start = perf_counter()
         try:
             result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            self._fast_end(fast, shard, token, perf_counter() - start, exc)
+            self._fast_end(fast, shard, cell, token, perf_counter() - start, exc)
             raise
         duration = perf_counter() - start
-        if _current.get() is not fast:  # the call asked for its handle
-            self._fast_end(fast, shard, token, duration, None)
+        if cell[0] is not fast:  # the call asked for its handle
+            self._fast_end(fast, shard, cell, token, duration, None)
             return result
         # The common case, inline: a success that asked for no handle. Nothing here can fail
         # but through an exception from a signal handler, which must reach the caller: no
         # `except`, and the version is made even again whatever happens.
+        cell[0] = None
         _current.reset(token)
         index = bisect_left(_BOUNDS, duration)
         reset = shard.reset_epoch
