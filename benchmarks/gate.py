@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
+import json
 import os
 import statistics
 import subprocess
@@ -665,15 +667,31 @@ GROUPS: dict[str, tuple[tuple[str, ...], Callable[..., list[Row]]]] = {
 }
 
 
-def run(settings: Settings, only: set[str] | None = None) -> list[Row]:
-    """Run the groups that contain a selected case (all without ``only``)."""
-    pipes = Pipelines()
+def run_group(name: str, settings: Settings) -> list[Row]:
+    """Run one group in this process."""
+    _, bench = GROUPS[name]
+    if bench in (bench_enabled, bench_async, bench_threads):
+        return bench(settings, Pipelines())
+    return bench(settings)
+
+
+def run(settings: Settings, only: set[str] | None = None, *, short: bool = False) -> list[Row]:
+    """Run the groups that contain a selected case (all without ``only``).
+
+    Each group runs in a fresh interpreter, so that what one group leaves behind (objects for
+    the garbage collector, warmed caches, threads) cannot skew the next one's ratios.
+    """
     rows: list[Row] = []
-    for cases, bench in GROUPS.values():
+    for name, (cases, _) in GROUPS.items():
         if only and not only.intersection(cases):
             continue
-        needs_pipes = bench in (bench_enabled, bench_async, bench_threads)
-        rows += bench(settings, pipes) if needs_pipes else bench(settings)
+        command = [sys.executable, str(Path(__file__).resolve()), "--group", name]
+        if short:
+            command.append("--short")
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SystemExit(f"benchmark group {name!r} failed:\n{result.stderr}")
+        rows += [Row(**fields) for fields in json.loads(result.stdout)]
     if only:
         rows = [r for r in rows if r.case in only]
     return rows
@@ -718,7 +736,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="fewer rounds (CI)")
     parser.add_argument("--budget", type=Path, default=BUDGET, help="budget file (TOML)")
     parser.add_argument("--only", nargs="+", metavar="CASE", help="measure only these cases")
+    parser.add_argument("--group", choices=sorted(GROUPS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.group:  # one group, in a process of its own (see run())
+        found = run_group(args.group, SHORT if args.short else FULL)
+        print(json.dumps([dataclasses.asdict(row) for row in found]))
+        return 0
     budget = load_budget(args.budget)
     known = {case for cases, _ in GROUPS.values() for case in cases}
     unknown = set(args.only or ()) - known
@@ -727,7 +750,9 @@ def main(argv: list[str] | None = None) -> int:
     missing = known - set(budget)
     if missing:
         parser.error(f"{args.budget} has no limit for {sorted(missing)}")
-    rows = run(SHORT if args.short else FULL, set(args.only) if args.only else None)
+    rows = run(
+        SHORT if args.short else FULL, set(args.only) if args.only else None, short=args.short
+    )
     for row in rows:
         row.limit = budget[row.case]
     print(table(rows))

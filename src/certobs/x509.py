@@ -188,6 +188,25 @@ class CertificateInfo:
             return 0.0
         return min(max((self.not_after - now) / self.lifetime, 0.0), 1.0)
 
+    def span_attributes(self) -> dict[str, Any]:
+        """The identity as span attributes of the registry (high-cardinality: spans only)."""
+        from certobs.semconv import attributes as a
+
+        attrs_: dict[str, Any] = {
+            a.CERTIFICATE_SUBJECT_DISTINGUISHED_NAME: self.subject,
+            a.CERTIFICATE_ISSUER_DISTINGUISHED_NAME: self.issuer,
+            a.CERTIFICATE_SERIAL_NUMBER: self.serial_number,
+            a.CERTIFICATE_FINGERPRINT_SHA256: self.fingerprint_sha256,
+            a.CERTIFICATE_VALIDITY_NOT_BEFORE: utc(self.not_before),
+            a.CERTIFICATE_VALIDITY_NOT_AFTER: utc(self.not_after),
+            a.CERTIFICATE_KEY_ALGORITHM: self.key_algorithm,
+        }
+        if self.subject_common_name:
+            attrs_[a.CERTIFICATE_SUBJECT_COMMON_NAME] = self.subject_common_name
+        if self.alternative_names:
+            attrs_[a.CERTIFICATE_SUBJECT_ALTERNATIVE_NAMES] = list(self.alternative_names)
+        return attrs_
+
     def status(self, now: float, policy: ExpiryPolicy | None = None) -> Status:
         """Return valid, expiring, expired or not_yet_valid at ``now`` under ``policy``."""
         if now < self.not_before:
