@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,9 @@ def test_demo_console_prints_every_operation():
         assert f"certificate.operation.name={op}" in out, op
     assert "certificate.bundle.requests{" in out
     assert "certificate.renewal.lead_time{" in out
+    # The demo's fleet is in the inventory: expiry per certificate and counts by status.
+    assert re.search(r"certificate\.not_after\{certificate\.id=api\.example\.com,.*\} 20\d\d-", out)
+    assert "certificate.count{certificate.issuer.name=" in out
     assert "certobs demo: what the service did" in out
     assert "Traceback" not in result.stderr
     assert "certobs:" not in result.stderr  # the demo triggers no certobs warning

@@ -75,6 +75,10 @@ def format_point(name: str, unit: str, point: Any) -> str:
             f"p50<={_amount(p50, unit)} p95<={_amount(p95, unit)}"
         )
     if isinstance(point, NumberDataPoint):
+        if unit == "s" and point.value > 1e9:  # a Unix time: certificate.not_after/not_before
+            moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(point.value))
+            days = (point.value - time.time()) / 86400
+            return f"{head} {moment} ({days:+.1f}d)"
         return f"{head} {point.value:g}"
     return f"{head} {point!r}"
 

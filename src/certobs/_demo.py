@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import certobs
+from certobs import inventory
 from certobs.semconv import attributes as a
 
 TARGETS = ("nginx", "aws_alb", "kubernetes_secret", "f5")
@@ -108,6 +109,8 @@ class CertificateService:
                 managed.cert_id, lifetime_days=lifetime, age_days=lifetime * rng.uniform(0.55, 0.95)
             )
             self.fleet.append(managed)
+            # The inventory reports every certificate the service holds: expiry and status.
+            inventory.track(managed.certificate, id=managed.cert_id, issuer=issuer)
 
     @certobs.issuance(arg_attributes={"cert_id": a.CERTIFICATE_ID})
     async def issue(self, cert_id: str, issuer: str) -> Any:
@@ -141,6 +144,7 @@ class CertificateService:
         op.set_certificate(new, previous=managed.certificate)
         managed.history.append(managed.certificate)
         managed.certificate = new
+        inventory.track(new, id=managed.cert_id, issuer=managed.issuer)
         return new
 
     async def deploy(self, managed: ManagedCertificate) -> None:
