@@ -57,6 +57,21 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     _scan.add_arguments(scan)
+    mixin = commands.add_parser(
+        "mixin", help="monitoring mixin: Prometheus rules and configuration"
+    )
+    mixin_commands = mixin.add_subparsers(dest="mixin_command", metavar="COMMAND")
+    build = mixin_commands.add_parser(
+        "build",
+        help="write the rules and configuration files",
+        description=(
+            "Write Prometheus recording and alerting rules, and Prometheus, Alertmanager and "
+            "OpenTelemetry Collector configuration, generated from the semantic conventions."
+        ),
+    )
+    build.add_argument("--output", required=True, help="directory to write into")
+    build.add_argument("--selector", default="", help='label matchers, e.g. job="renewer"')
+    build.add_argument("--runbook-url", default=None, help="base URL of the runbooks")
     return parser
 
 
@@ -108,6 +123,25 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _mixin(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.mixin_command != "build":
+        parser.parse_args(["mixin", "--help"])
+        return 2
+    from certobs.mixin import MixinConfig, build
+
+    try:
+        options = {"selector": args.selector}
+        if args.runbook_url:
+            options["runbook_url"] = args.runbook_url
+        written = build(args.output, MixinConfig(**options))
+    except (certobs.ConfigurationError, OSError) as exc:
+        print(f"certobs mixin build: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``certobs`` command line; returns the exit code."""
     parser = _parser()
@@ -118,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from certobs import _scan
 
         return _scan.run(args)
+    if args.command == "mixin":
+        return _mixin(args, parser)
     parser.print_help()
     return 2
 
