@@ -67,7 +67,7 @@ def test_promtool_unit_tests_pass():
 
 
 def test_every_alert_is_tested_both_ways():
-    """Each alert has a test where it fires (with labels and annotations) and one where it doesn't."""
+    """Each alert has a test where it fires (labels and annotations) and one where it does not."""
     document = yaml.safe_load(ALERT_TESTS.read_text())
     fires, silent = set(), set()
     for case in document["tests"]:
