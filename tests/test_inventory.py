@@ -209,7 +209,7 @@ def test_application_provider_gets_inventory_gauges(ca, inventory):
     inventory.track(parsed(leaf(ca)), id="sdk-route")
     _runtime.install(provider, None)  # no store: the SDK instruments route
     try:
-        _runtime.instruments()
+        inventory.track(parsed(leaf(ca)), id="sdk-route-2")  # creates the gauges
         data = reader.get_metrics_data()
     finally:
         _runtime.install(None, None)
@@ -406,3 +406,59 @@ def test_expired_self_signed_endpoint(inventory):
 def test_timezone_sanity():
     """The helpers use aware UTC times (a guard for the fixtures above)."""
     assert NOW.tzinfo is dt.timezone.utc
+
+
+def test_kubernetes_secret_and_certbot_layouts(ca, inventory, tmp_path):
+    """Secret volumes (..data links) and key files next to certificates give no false errors."""
+    cert = leaf(ca)
+    version = tmp_path / "..2026_12_03_10_00_00.123"
+    version.mkdir()
+    cert.cert_chain_pems[0].write_to_path(str(version / "tls.crt"))
+    (version / "tls.key").write_bytes(cert.private_key_pem.bytes())
+    (tmp_path / "..data").symlink_to(version.name)
+    (tmp_path / "tls.crt").symlink_to("..data/tls.crt")
+    live = tmp_path / "live"
+    live.mkdir()
+    cert.cert_chain_pems[0].write_to_path(str(live / "cert.pem"))
+    (live / "privkey.pem").write_bytes(cert.private_key_pem.bytes())
+    source = inventory.watch_files(tmp_path, start=False)
+    inventory.refresh()
+    assert source.errors == ()
+    assert sorted(e.id for e in source.entries) == [
+        str(live / "cert.pem"),
+        str(tmp_path / "tls.crt"),
+    ]
+
+
+def test_one_bad_endpoint_never_hides_the_others(ca, inventory):
+    """An invalid host name is that endpoint's error; the good endpoint is still read."""
+    with serving(leaf(ca)) as good:
+        source = inventory.watch_endpoints(
+            [good.address, ("a" * 64) + ".example.com:443"], timeout=2, start=False
+        )
+        inventory.refresh()
+    assert [e.id for e in source.entries] == [good.address]
+    assert [e.reason.value for e in source.errors] == ["unresolvable"]
+
+
+def test_counts_summed_over_inventories(ca):
+    """Two inventories report one certificate.count series per status, not one each."""
+    first, second = Inventory(), Inventory()
+    try:
+        first.track(parsed(leaf(ca)), id="one", issuer="corp")
+        second.track(parsed(leaf(ca)), id="two", issuer="corp")
+        with capture() as telemetry:
+            counts = telemetry.points(m.CERTIFICATE_COUNT)
+        assert [p.value for p in counts] == [2]
+    finally:
+        first.clear()
+        second.clear()
+
+
+def test_refresher_restarts_after_stop(ca, inventory, tmp_path):
+    """stop() then start() leaves a running refresher."""
+    leaf(ca).cert_chain_pems[0].write_to_path(str(tmp_path / "a.pem"))
+    inventory.watch_files(tmp_path, interval=0.1)
+    inventory.stop(timeout=0)
+    inventory.start()
+    assert inventory._thread.is_alive()

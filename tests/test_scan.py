@@ -139,6 +139,8 @@ def test_endpoint_scan_with_trust_and_drift(ca, tmp_path):
     ("args", "message"),
     [
         (["x.pem", "--fail-within", "-1"], "--fail-within"),
+        (["x.pem", "--fail-within", "nan"], "--fail-within"),
+        (["x.pem", "--timeout", "1e300"], "--timeout"),
         (["x.pem", "--expect", "nothing"], "--expect 'nothing'"),
         (["x.pem", "--expiring-fraction", "2"], "--expiring-fraction"),
         (

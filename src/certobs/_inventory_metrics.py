@@ -37,8 +37,21 @@ def observations() -> dict[str, Points]:
     if module is None:
         return result
     now = time.time()
+    counts: dict[tuple[str, str, str], int] = {}
     for inventory in module.inventories():
-        _one(inventory, now, result)
+        _one(inventory, now, result, counts)
+    # Summed over all inventories: one series per status, issuer and key algorithm.
+    result[m.CERTIFICATE_COUNT] += [
+        (
+            {
+                a.CERTIFICATE_STATUS: status,
+                a.CERTIFICATE_ISSUER_NAME: issuer,
+                a.CERTIFICATE_KEY_ALGORITHM: algorithm,
+            },
+            float(count),
+        )
+        for (status, issuer, algorithm), count in counts.items()
+    ]
     return result
 
 
@@ -48,10 +61,11 @@ _EXPIRED = "expired"
 _NOT_YET_VALID = "not_yet_valid"
 
 
-def _one(inventory: Any, now: float, result: dict[str, Points]) -> None:
+def _one(
+    inventory: Any, now: float, result: dict[str, Points], counts: dict[tuple[str, str, str], int]
+) -> None:
     # This loop runs once per certificate per collection (100,000 certificates must collect in
     # well under half a second): CertificateInfo.status() inlined, locals only, no enum lookups.
-    counts: dict[tuple[str, str, str], int] = {}
     policy = inventory.policy
     fraction = policy.fraction
     floor = policy.floor_days * 86400.0 if policy.floor_days is not None else -1.0
@@ -78,17 +92,6 @@ def _one(inventory: Any, now: float, result: dict[str, Points]) -> None:
             labels = entry.attributes
             add_after((labels, not_after))
             add_before((labels, not_before))
-    result[m.CERTIFICATE_COUNT] += [
-        (
-            {
-                a.CERTIFICATE_STATUS: status,
-                a.CERTIFICATE_ISSUER_NAME: issuer,
-                a.CERTIFICATE_KEY_ALGORITHM: algorithm,
-            },
-            float(count),
-        )
-        for (status, issuer, algorithm), count in counts.items()
-    ]
     for probe in _probes(inventory):
         labels_: dict[str, Any] = {
             a.CERTIFICATE_ID: probe.endpoint.name,

@@ -151,7 +151,7 @@ def probe(
                 version, der_chain = _handshake(endpoint, timeout, _READ_ANY)
         else:
             version, der_chain = _handshake(endpoint, timeout, _READ_ANY)
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: not a valid host name
         return ProbeResult(endpoint=endpoint, reason=Reason.UNRESOLVABLE, message=str(exc))
     except TimeoutError:
         return ProbeResult(

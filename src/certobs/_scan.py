@@ -83,13 +83,13 @@ def _split(targets: list[str]) -> tuple[list[str], list[str]]:
 
     paths, endpoints = [], []
     for target in targets:
-        if os.path.exists(target) or any(c in target for c in "*?["):
+        if os.path.exists(target):
             paths.append(target)
             continue
         try:
             parse_endpoint(target)
         except ValueError:
-            paths.append(target)  # reported as not_found, with the path named
+            paths.append(target)  # a pattern, or reported as not_found with the path named
         else:
             endpoints.append(target)
     return paths, endpoints
@@ -207,8 +207,10 @@ def run(args: argparse.Namespace, out: IO[str] = sys.stdout, err: IO[str] = sys.
     # Malformed certificates make cryptography warn; the scan reports them as errors already.
     warnings.filterwarnings("ignore", module="certobs")
     try:
-        if args.fail_within is not None and args.fail_within < 0:
+        if args.fail_within is not None and not 0 <= args.fail_within < 1e6:
             raise ConfigurationError("--fail-within: expected a number of days >= 0")
+        if not 0 < args.timeout <= 3600:
+            raise ConfigurationError("--timeout: expected seconds, more than 0 and at most 3600")
         inventory = _build(args)
     except ConfigurationError as exc:
         err.write(f"certobs scan: {exc}\n")

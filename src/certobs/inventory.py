@@ -163,9 +163,11 @@ class FileSource(_Source):
         self.issuer = issuer
         # path -> (stat signature, entries or error): unchanged files are not parsed again.
         self._cache: dict[str, tuple[tuple[int, int, int], list[Entry] | SourceError]] = {}
+        self._walked: set[str] = set()
 
     def _files(self, errors: list[SourceError]) -> list[str]:
         found: list[str] = []
+        self._walked = set()
         for pattern in self.patterns:
             if glob.has_magic(pattern):
                 matches = sorted(glob.glob(pattern, recursive=True))
@@ -173,16 +175,29 @@ class FileSource(_Source):
                     errors.append(self._error(pattern, Reason.NOT_FOUND, "pattern matches nothing"))
                 for match in matches:
                     if os.path.isdir(match):
-                        found += self._walk(match, errors)
+                        walked = self._walk(match, errors)
+                        self._walked.update(walked)
+                        found += walked
                     else:
                         found.append(match)
             elif os.path.isdir(pattern):
-                found += self._walk(pattern, errors)
+                walked = self._walk(pattern, errors)
+                self._walked.update(walked)
+                found += walked
             elif os.path.exists(pattern):
                 found.append(pattern)
             else:
                 errors.append(self._error(pattern, Reason.NOT_FOUND, "no such file or directory"))
-        return list(dict.fromkeys(found))
+        # One file reached by several names (links, a ** glob through a symlink) counts once.
+        unique: dict[tuple[int, int] | str, str] = {}
+        for path in found:
+            try:
+                st = os.stat(path)
+                key: tuple[int, int] | str = (st.st_dev, st.st_ino)
+            except OSError:
+                key = path
+            unique.setdefault(key, path)
+        return list(unique.values())
 
     def _walk(self, top: str, errors: list[SourceError]) -> list[str]:
         found = []
@@ -190,11 +205,17 @@ class FileSource(_Source):
         for directory, subdirs, files in os.walk(top, followlinks=True):
             real = os.path.realpath(directory)
             if real in seen:
-                errors.append(self._error(directory, Reason.LOOP, f"symlink loop back to {real}"))
-                subdirs[:] = []
+                parent = os.path.realpath(os.path.dirname(directory))
+                if os.path.commonpath([real, parent]) == real:  # points back up: a loop
+                    errors.append(
+                        self._error(directory, Reason.LOOP, f"symlink loop back to {real}")
+                    )
+                subdirs[:] = []  # otherwise an alias of a directory already read
                 continue
             seen.add(real)
-            subdirs.sort()
+            # Kubernetes secret volumes keep their versions in ..data/..<timestamp> and link
+            # the visible names to them: read the visible names only.
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith(".."))
             for name in sorted(files):
                 if name.lower().endswith(CERTIFICATE_SUFFIXES):
                     found.append(os.path.join(directory, name))
@@ -208,13 +229,17 @@ class FileSource(_Source):
             data = Path(path).read_bytes()
         except OSError as exc:
             return self._error(path, Reason.UNREADABLE, exc.strerror or str(exc))
+        if path in self._walked and b"-----BEGIN" in data and b"CERTIFICATE-----" not in data:
+            return []  # a key or CSR next to the certificates of a watched directory
         suffix = Path(path).suffix.lower()
         kind = "pkcs12" if suffix in (".p12", ".pfx") else None
         try:
             certs = load_certificates(data, password=self.password, kind=kind)
+            infos = [CertificateInfo.from_certificate(c) for c in certs]
         except CertificateError as exc:
             return self._error(path, exc.reason, str(exc))
-        infos = [CertificateInfo.from_certificate(c) for c in certs]
+        except Exception as exc:  # anything cryptography cannot handle: this file only
+            return self._error(path, Reason.BAD_FORMAT, f"{type(exc).__name__}: {exc}")
         return _entries(infos, path, path, self.kind, self.issuer)
 
     def refresh(self) -> None:
@@ -264,8 +289,10 @@ class EndpointSource(_Source):
         super().__init__(interval)
         if not endpoints:
             raise ConfigurationError("watch_endpoints(): give at least one HOST:PORT")
-        if not timeout > 0:
-            raise ConfigurationError(f"timeout={timeout!r}: expected a positive number of seconds")
+        if not (isinstance(timeout, int | float) and 0 < timeout <= 3600):
+            raise ConfigurationError(
+                f"timeout={timeout!r}: expected a positive number of seconds, at most 3600"
+            )
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency={concurrency!r}: expected an integer >= 1")
         try:
@@ -290,14 +317,21 @@ class EndpointSource(_Source):
                 raise ConfigurationError(f"trust={os.fspath(trust or '')!r}: {exc}") from None
 
     def _probe(self, endpoint: Endpoint) -> ProbeResult:
-        from certobs._probe import probe
+        from certobs._probe import ProbeResult, probe
 
-        return probe(
-            endpoint,
-            timeout=self.timeout,
-            verify=self.verify,
-            expected_fingerprint=self.expected.get(endpoint.name),
-        )
+        try:
+            return probe(
+                endpoint,
+                timeout=self.timeout,
+                verify=self.verify,
+                expected_fingerprint=self.expected.get(endpoint.name),
+            )
+        except Exception as exc:  # whatever it is, it concerns this endpoint only
+            return ProbeResult(
+                endpoint=endpoint,
+                reason=Reason.HANDSHAKE_FAILED,
+                message=f"{type(exc).__name__}: {exc}",
+            )
 
     def refresh(self) -> None:
         """Probe every endpoint, ``concurrency`` at a time."""
@@ -371,6 +405,7 @@ class Inventory:
         entry = Entry(id, info, id, Kind.MEMORY.value, _issuer_name(info, issuer))
         with self._lock:
             self._memory[id] = entry
+        _ensure_gauges()
         return entry
 
     def untrack(self, id: str) -> bool:
@@ -461,6 +496,7 @@ class Inventory:
     def _add(self, source: _Source, start: bool) -> None:
         with self._lock:
             self._sources.append(source)
+        _ensure_gauges()
         if start:
             self.start()
             self._wake.set()
@@ -476,7 +512,20 @@ class Inventory:
         try:
             source.refresh()
         except Exception as exc:  # a bug in a source must not stop the others
-            _errors.internal_error(f"refreshing a {source.kind} source", exc)
+            source.errors = (
+                SourceError(
+                    f"{source.kind} source",
+                    source.kind,
+                    Reason.OTHER,
+                    f"{type(exc).__name__}: {exc}",
+                ),
+            )
+            _errors.log_once(
+                f"refresh-{source.kind}",
+                "certobs: refreshing a %s source failed: %r (logged once)",
+                source.kind,
+                exc,
+            )
         source.next_due = time.monotonic() + source.interval
         for error in source.errors:
             _record_error(error)
@@ -486,10 +535,13 @@ class Inventory:
     def start(self) -> None:
         """Start the background refresher thread, if it is not running."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
                 return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="certobs-inventory", daemon=True)
+            # A thread still stopping keeps its own stop event; the new one gets a fresh one.
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._stop,), name="certobs-inventory", daemon=True
+            )
             self._thread.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
@@ -500,13 +552,13 @@ class Inventory:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             with self._lock:
                 sources = list(self._sources)
             now = time.monotonic()
             for source in sources:
-                if self._stop.is_set():
+                if stop.is_set():
                     return
                 if source.next_due <= now:
                     self._refresh_one(source)
@@ -554,6 +606,15 @@ def _info(value: Any) -> CertificateInfo:
         data = value.encode("ascii") if isinstance(value, str) else value
         return CertificateInfo.from_certificate(load_certificates(data)[0])
     return CertificateInfo.from_certificate(value)
+
+
+def _ensure_gauges() -> None:
+    """With the application's own MeterProvider, create the observable gauges now."""
+    if _runtime.recording() and _runtime._State.store is None:
+        try:
+            _runtime.instruments()
+        except Exception as exc:
+            _errors.internal_error("creating the inventory's gauges", exc)
 
 
 def _record_error(error: SourceError) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -269,7 +270,7 @@ def load_certificates(
         CertificateError: With reason ``bad_format`` or ``bad_password``.
     """
     if isinstance(password, str):
-        password = password.encode("utf-8")
+        password = os.fsencode(password)  # keeps bytes that came from the command line
     if kind == "pem" or (kind is None and _PEM_MARKER in data):
         return _from_pem(data)
     if kind == "pkcs12":
