@@ -156,3 +156,18 @@ def test_cli_build(tmp_path):
     assert result.returncode == 0, result.stderr
     for relative in render():
         assert (tmp_path / relative).exists()
+
+
+def test_dashboards_pinned_and_complete():
+    """Both dashboards use the pinned Grafana schema and every panel has a Prometheus query."""
+    import json
+
+    for name in ("certobs-operations.json", "certobs-executive.json"):
+        dashboard = json.loads((EXAMPLES / "dashboards" / name).read_text())
+        assert dashboard["schemaVersion"] == 41  # Grafana 11.6
+        assert dashboard["uid"].startswith("certobs-")
+        assert dashboard["panels"]
+        for panel in dashboard["panels"]:
+            assert panel["title"]
+            assert panel["targets"], panel["title"]
+            assert all(target["expr"] for target in panel["targets"])

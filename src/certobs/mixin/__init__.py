@@ -2,6 +2,8 @@
 
 ``certobs mixin build --output DIR`` (or :func:`build`) writes:
 
+- ``dashboards/certobs-operations.json`` and ``dashboards/certobs-executive.json``: Grafana
+  dashboards (Grafana 11.6 schema, built with grafana-foundation-sdk);
 - ``rules/certobs-recording.yaml``: KPIs at several windows, error ratios, latency percentiles,
   anomaly baselines, the expiry horizon and its forecast;
 - ``rules/certobs-alerts.yaml``: expiry (lifetime-relative, with a floor), failing renewals and
@@ -11,7 +13,7 @@
   ``collector/otelcol-config.yaml``, tuned so a failure pages within a minute.
 
 Every metric name comes from the registry through :func:`certobs.semconv.prometheus_name`.
-Needs the ``mixin`` extra (PyYAML): ``pip install 'certobs[mixin]'``.
+Needs the ``mixin`` extra (PyYAML, grafana-foundation-sdk): ``pip install 'certobs[mixin]'``.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class MixinConfig:
     alertmanager_target: str = "localhost:9093"
     webhook_url: str = "http://localhost:5001/alerts"
     """Alertmanager's receiver."""
+    dashboard_title_prefix: str = "certobs"
+    """Dashboard titles start with this."""
 
 
 def render(config: MixinConfig | None = None) -> dict[str, str]:
@@ -100,7 +104,10 @@ def render(config: MixinConfig | None = None) -> dict[str, str]:
     def dump(document: dict[str, Any]) -> str:
         return HEADER + yaml.safe_dump(document, sort_keys=False, width=10_000, allow_unicode=True)
 
-    return {
+    from certobs.mixin._dashboards import dashboards
+
+    files = {f"dashboards/{name}": text for name, text in dashboards(config).items()}
+    return files | {
         "rules/certobs-recording.yaml": dump(recording_rules(config)),
         "rules/certobs-alerts.yaml": dump(alerting_rules(config)),
         "prometheus/prometheus.yml": dump(prometheus_config(config)),
