@@ -17,13 +17,13 @@ PYTHON = None
 
 
 def _ensure_promtool(session: nox.Session) -> None:
-    """Install Debian's prometheus package (promtool) when missing and we may use apt."""
-    if shutil.which("promtool"):
+    """Install Debian's prometheus and alertmanager packages when missing and we may use apt."""
+    if shutil.which("promtool") and shutil.which("prometheus-alertmanager"):
         return
     if shutil.which("apt-get") and shutil.which("id"):
         uid = session.run("id", "-u", silent=True, external=True)
         if uid and uid.strip() == "0":
-            session.log("promtool not found: installing Debian's prometheus package")
+            session.log("installing Debian's prometheus and prometheus-alertmanager packages")
             session.run("apt-get", "update", "-qq", external=True)
             session.run(
                 "apt-get",
@@ -32,6 +32,7 @@ def _ensure_promtool(session: nox.Session) -> None:
                 "-qq",
                 "--no-install-recommends",
                 "prometheus",
+                "prometheus-alertmanager",
                 external=True,
                 env={"DEBIAN_FRONTEND": "noninteractive"},
             )

@@ -150,6 +150,20 @@ def recording_rules(config: MixinConfig) -> dict[str, Any]:
     return {"groups": [group]}
 
 
+def _failures(by: str, series: str, config: MixinConfig) -> str:
+    """Failures in the window, including those of an error series that just appeared.
+
+    certobs creates the series of an error type with its first failure, so the series starts
+    at 1 and increase() never sees that first step. A series that did not exist one window ago
+    counts with its whole value.
+    """
+    window = config.failure_window
+    return (
+        f"sum by ({by}) (({series} unless {series} offset {window})"
+        f" or (increase({series}[{window}]) > 0)) > 0"
+    )
+
+
 def _alert(
     name: str, expr: str, *, severity: str, summary: str, description: str, for_: str = "0m"
 ) -> dict[str, Any]:
@@ -203,9 +217,8 @@ def alerting_rules(config: MixinConfig) -> dict[str, Any]:
         ),
         _alert(
             "CertificateRenewalFailing",
-            (
-                f"sum by ({ISSUER}, {ENV}, {ERROR}) (increase({DURATION}_count"
-                f"{_sel(s, IS_RENEW, FAILED)}[{config.failure_window}])) > 0"
+            _failures(
+                f"{ISSUER}, {ENV}, {ERROR}", f"{DURATION}_count{_sel(s, IS_RENEW, FAILED)}", config
             ),
             severity="critical",
             summary="Certificate renewals are failing for issuer {{ $labels.%s }}" % ISSUER,
@@ -216,9 +229,8 @@ def alerting_rules(config: MixinConfig) -> dict[str, Any]:
         ),
         _alert(
             "CertificateDeploymentFailing",
-            (
-                f"sum by ({TARGET}, {ENV}, {ERROR}) (increase({DURATION}_count"
-                f"{_sel(s, IS_DEPLOY, FAILED)}[{config.failure_window}])) > 0"
+            _failures(
+                f"{TARGET}, {ENV}, {ERROR}", f"{DURATION}_count{_sel(s, IS_DEPLOY, FAILED)}", config
             ),
             severity="critical",
             summary="Certificate deployments to {{ $labels.%s }} are failing" % TARGET,
@@ -277,8 +289,8 @@ def alerting_rules(config: MixinConfig) -> dict[str, Any]:
             severity="warning",
             summary=("{{ $labels.%s }} failures are unusually high" % OP),
             description=(
-                'The failure ratio of {{ $labels.%s }} is {{ $value | printf "%%.1f" }} '
-                "standard deviations above its one-day baseline." % OP
+                "The failure ratio of {{ $labels.%s }} is more than %s standard deviations "
+                "above its one-day baseline." % (OP, f"{config.anomaly_z:g}")
             ),
         ),
         _alert(
@@ -294,8 +306,8 @@ def alerting_rules(config: MixinConfig) -> dict[str, Any]:
             for_="10m",
             summary="{{ $labels.%s }} is unusually slow" % OP,
             description=(
-                'The p95 latency of {{ $labels.%s }} is {{ $value | printf "%%.1f" }} '
-                "standard deviations above its one-day baseline." % OP
+                "The p95 latency of {{ $labels.%s }} has been more than %s standard deviations "
+                "above its one-day baseline for 10 minutes." % (OP, f"{config.anomaly_z:g}")
             ),
         ),
         _alert(
