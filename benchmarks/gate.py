@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -648,6 +649,223 @@ def bench_endpoints(s: Settings) -> list[Row]:
     ]
 
 
+def _openmetrics_history(path: Path, end: int) -> None:
+    """A day of operation history, one sample a minute, as OpenMetrics for promtool."""
+    lines = []
+    ops = [("renew", "letsencrypt"), ("renew", "corp-ca"), ("issue", "corp-ca"), ("deploy", "")]
+    name = "certificate_operation_duration_seconds"
+    lines.append(f"# TYPE {name} histogram")
+    bounds = ["0.1", "1.0", "10.0", "60.0", "+Inf"]
+    for minute in range(24 * 60):
+        at = end - (24 * 60 - minute) * 60
+        for op, issuer in ops:
+            for failed in (False, True):
+                labels = f'certificate_operation_name="{op}",certificate_issuer_name="{issuer}"'
+                if failed:
+                    labels += ',error_type="acme.Timeout"'
+                count = (minute + 1) * (1 if failed else 20)
+                for index, bound in enumerate(bounds):
+                    cumulative = count * (index + 1) // len(bounds) if bound != "+Inf" else count
+                    lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {cumulative} {at}')
+                lines.append(f"{name}_count{{{labels}}} {count} {at}")
+                lines.append(f"{name}_sum{{{labels}}} {count * 2.5} {at}")
+    lines.append("# EOF")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def bench_dashboards(s: Settings) -> list[Row]:
+    """Every dashboard query against Prometheus holding 100,000 certificates and a day of history.
+
+    The inventory's series are scraped from an exposition of 100,000 certificates; a day of
+    operation history is backfilled with promtool. Each panel query runs as Grafana would run
+    it over the dashboard's time range, and its latency is measured.
+    """
+    import http.server
+    import shutil
+    import socket
+    import tempfile
+    import urllib.parse
+    import urllib.request
+
+    from certobs.mixin import MixinConfig, build
+
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if not prometheus or not promtool:
+        raise SystemExit("dashboards benchmark: prometheus and promtool (Debian) are needed")
+    count = 100_000
+    now = int(time.time())
+    exposition = ["# TYPE certificate_not_after_seconds gauge"]
+    for i in range(count):
+        labels = (
+            f'certificate_id="cert-{i}",certificate_issuer_name="issuer-{i % 5}",'
+            f'certificate_source_name="/etc/ssl/{i}.pem"'
+        )
+        exposition.append(f"certificate_not_after_seconds{{{labels}}} {now + (i % 365) * 86400}")
+    exposition.append("# TYPE certificate_not_before_seconds gauge")
+    for i in range(count):
+        labels = (
+            f'certificate_id="cert-{i}",certificate_issuer_name="issuer-{i % 5}",'
+            f'certificate_source_name="/etc/ssl/{i}.pem"'
+        )
+        exposition.append(f"certificate_not_before_seconds{{{labels}}} {now - 30 * 86400}")
+    exposition.append("# TYPE certificate_count gauge")
+    for status in ("valid", "expiring", "expired"):
+        exposition.append(
+            f'certificate_count{{certificate_status="{status}",certificate_issuer_name="corp",'
+            f'certificate_key_algorithm="ec"}} {count // 3}'
+        )
+    body = ("\n".join(exposition) + "\n").encode()
+
+    class Exposition(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    def free() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exposition)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    work = Path(tempfile.mkdtemp(prefix="certobs-dash-"))
+    process = None
+    timings: dict[str, list[float]] = {}
+    slowest: dict[str, list[tuple[float, str]]] = {}
+    try:
+        build(work, MixinConfig(evaluation_interval="15s"))
+        _openmetrics_history(work / "history.om", now - 120)
+        subprocess.run(
+            [
+                promtool,
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                "-q",
+                str(work / "history.om"),
+                str(work / "data"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        port = free()
+        (work / "prometheus.yml").write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "15s", "evaluation_interval": "15s"},
+                    "rule_files": [str(work / "rules" / "certobs-recording.yaml")],
+                    "scrape_configs": [
+                        {
+                            "job_name": "inventory",
+                            "static_configs": [
+                                {"targets": [f"127.0.0.1:{server.server_address[1]}"]}
+                            ],
+                        }
+                    ],
+                }
+            )
+        )
+        process = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def ask(path: str, params: dict[str, Any]) -> Any:
+            url = f"http://127.0.0.1:{port}{path}?" + urllib.parse.urlencode(params)
+            with urllib.request.urlopen(url, timeout=60) as response:
+                return json.load(response)
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                found = ask("/api/v1/query", {"query": "count(certificate_not_after_seconds)"})
+                if (
+                    found["data"]["result"]
+                    and float(found["data"]["result"][0]["value"][1]) == count
+                ):
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        else:
+            raise SystemExit("dashboards benchmark: Prometheus never held the inventory")
+        time.sleep(20)  # a rule evaluation or two
+        for name, span in (
+            ("certobs-operations.json", 6 * 3600),
+            ("certobs-executive.json", 30 * 86400),
+        ):
+            dashboard = json.loads((work / "dashboards" / name).read_text())
+            end = time.time()
+            for panel in dashboard["panels"]:
+                for target in panel["targets"]:
+                    # Each query three times, as dashboard refreshes would; its median counts.
+                    runs = []
+                    for _ in range(3):
+                        started = perf_counter()
+                        if target.get("instant"):
+                            answer = ask("/api/v1/query", {"query": target["expr"], "time": end})
+                        else:
+                            answer = ask(
+                                "/api/v1/query_range",
+                                {
+                                    "query": target["expr"],
+                                    "start": end - span,
+                                    "end": end,
+                                    "step": max(span // 1000, 15),
+                                },
+                            )
+                        runs.append(perf_counter() - started)
+                    took = statistics.median(runs)
+                    timings.setdefault(name, []).append(took)
+                    slowest.setdefault(name, []).append((took, panel["title"]))
+                    if answer["status"] != "success":
+                        raise SystemExit(f"{name}: {target['expr']}: {answer}")
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(30)
+        server.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    for name, values in timings.items():
+        short = name.removesuffix(".json").removeprefix("certobs-")
+        rows.append(
+            Row(
+                case=f"dashboard_{short}_query_max_seconds",
+                subject=f"max of {len(values)}: {max(slowest[name])[1][:32]}",
+                baseline="2 s budget",
+                subject_value=max(values),
+                baseline_value=2.0,
+                unit="s",
+                ratio=max(values) / 2.0,
+            )
+        )
+        rows.append(
+            Row(
+                case=f"dashboard_{short}_query_p50_seconds",
+                subject=f"p50 of {len(values)} queries",
+                baseline="2 s budget",
+                subject_value=statistics.median(values),
+                baseline_value=2.0,
+                unit="s",
+                ratio=statistics.median(values) / 2.0,
+            )
+        )
+    return rows
+
+
 GROUPS: dict[str, tuple[tuple[str, ...], Callable[..., list[Row]]]] = {
     "disabled": (("disabled_vs_closure", "disabled_vs_bare"), bench_disabled),
     "enabled": (("enabled_vs_sdk", "tracing_vs_hand_span"), bench_enabled),
@@ -664,6 +882,15 @@ GROUPS: dict[str, tuple[tuple[str, ...], Callable[..., list[Row]]]] = {
         bench_inventory,
     ),
     "endpoints": (("endpoint_round_vs_timeout",), bench_endpoints),
+    "dashboards": (
+        (
+            "dashboard_operations_query_max_seconds",
+            "dashboard_operations_query_p50_seconds",
+            "dashboard_executive_query_max_seconds",
+            "dashboard_executive_query_p50_seconds",
+        ),
+        bench_dashboards,
+    ),
 }
 
 
