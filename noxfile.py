@@ -77,5 +77,5 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench`` runs the full measurement; ``nox -s bench -- --short`` the quick one CI
     runs. Exits non-zero when a ratio is over its limit.
     """
-    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    session.install("-e", ".[mixin]", *nox.project.dependency_groups(PYPROJECT, "bench"))
     session.run("python", "benchmarks/gate.py", *session.posargs)
