@@ -171,3 +171,17 @@ def test_dashboards_pinned_and_complete():
             assert panel["title"]
             assert panel["targets"], panel["title"]
             assert all(target["expr"] for target in panel["targets"])
+
+
+def test_datasource_configurable():
+    """With a data source UID, every panel query names it; without, Grafana's default is used."""
+    import json
+
+    for text in (
+        v for k, v in render(MixinConfig(datasource_uid="prom-main")).items() if k.endswith(".json")
+    ):
+        for panel in json.loads(text)["panels"]:
+            for target in panel["targets"]:
+                assert target["datasource"] == {"type": "prometheus", "uid": "prom-main"}
+    for text in (v for k, v in render().items() if k.endswith(".json")):
+        assert '"datasource"' not in text

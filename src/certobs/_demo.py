@@ -126,6 +126,9 @@ class CertificateService:
         """Renew through ACME or the corporate CA; ACME orders sometimes fail."""
         op = certobs.current_operation()
         op.set_attribute(a.CERTIFICATE_ISSUER_NAME, managed.issuer)
+        # Most renewals are started by the expiry watcher; now and then someone runs one.
+        manual = self.rng.random() < 0.1
+        op.set_attribute(a.CERTIFICATE_OPERATION_TRIGGER, "manual" if manual else "scheduled")
         op.set_attribute(a.CERTIFICATE_ID, managed.cert_id)
         acme = managed.issuer == "letsencrypt"
         await asyncio.sleep(_latency(self.rng, 1.5 if acme else 0.5))

@@ -85,6 +85,8 @@ class MixinConfig:
     """Alertmanager's receiver."""
     dashboard_title_prefix: str = "certobs"
     """Dashboard titles start with this."""
+    datasource_uid: str | None = None
+    """UID of the Grafana Prometheus data source the panels query (default: Grafana's)."""
 
 
 def render(config: MixinConfig | None = None) -> dict[str, str]:

@@ -52,8 +52,20 @@ def _sdk() -> Any:
     return dashboard, prometheus, stat, table, timeseries, JSONEncoder
 
 
-def _query(prometheus: Any, expr: str, legend: str = "", *, instant: bool = False) -> Any:
+_DATASOURCE: dict[str, str] = {}
+
+
+def _query(
+    prometheus: Any, expr: str, legend: str = "", *, instant: bool = False, exemplars: bool = False
+) -> Any:
     query = prometheus.Dataquery().expr(expr)
+    if _DATASOURCE:
+        from grafana_foundation_sdk.models.dashboard import DataSourceRef
+
+        query = query.datasource(DataSourceRef(type_val="prometheus", uid=_DATASOURCE["uid"]))
+    if exemplars:
+        # Exemplars link latency points to the traces of the operations behind them.
+        query = query.exemplar(True)
     if instant:
         # A table of the current state: one evaluation, not one per step of the time range
         # (over 100,000 certificates, that is the difference between milliseconds and seconds).
@@ -89,6 +101,7 @@ def operations(config: MixinConfig) -> Any:
                 f"histogram_quantile(0.95, sum by (le, {OP}, {ISSUER}) "
                 f"(rate({DURATION}_bucket{_sel(s)}[5m])))",
                 f"{{{{{OP}}}}} {{{{{ISSUER}}}}}",
+                exemplars=True,
             )
         ),
         timeseries.Panel()
@@ -179,6 +192,10 @@ def executive(config: MixinConfig) -> Any:
         .unit("percentunit")
         .with_target(_query(prometheus, f"1 - ({renew_errors}) / {renew_rate}")),
         stat.Panel()
+        .title("Automation rate: renewals nobody started by hand")
+        .unit("percentunit")
+        .with_target(_query(prometheus, "certobs:renewal_automation_ratio:rate1d")),
+        stat.Panel()
         .title("Deployment success")
         .unit("percentunit")
         .with_target(_query(prometheus, f"1 - ({deploy_errors}) / {deploy_rate}")),
@@ -228,6 +245,9 @@ def executive(config: MixinConfig) -> Any:
 def dashboards(config: MixinConfig) -> dict[str, str]:
     """Both dashboards as JSON text, by file name."""
     *_, encoder = _sdk()
+    _DATASOURCE.clear()
+    if config.datasource_uid:
+        _DATASOURCE["uid"] = config.datasource_uid
     out = {}
     for name, build in (
         ("certobs-operations.json", operations),

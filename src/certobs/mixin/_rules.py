@@ -44,6 +44,8 @@ LEAD_TIME = prometheus_name(m.CERTIFICATE_RENEWAL_LEAD_TIME)
 BY = f"{OP}, {ISSUER}, {TARGET}, {ENV}"
 FAILED = f'{ERROR}!=""'
 IS_RENEW = f'{OP}="renew"'
+TRIGGER = _label(a.CERTIFICATE_OPERATION_TRIGGER)
+SCHEDULED = f'{TRIGGER}="scheduled"'
 IS_DEPLOY = f'{OP}="deploy"'
 WINDOWS = ("5m", "30m", "1h", "6h", "1d")
 
@@ -113,6 +115,14 @@ def recording_rules(config: MixinConfig) -> dict[str, Any]:
             "expr": "stddev_over_time(certobs:operation_error_ratio:rate5m[1d])",
         },
         {
+            "record": "certobs:operation_error_ratio:avg_over_time_7d",
+            "expr": "avg_over_time(certobs:operation_error_ratio:rate1h[7d])",
+        },
+        {
+            "record": "certobs:operation_error_ratio:stddev_over_time_7d",
+            "expr": "stddev_over_time(certobs:operation_error_ratio:rate1h[7d])",
+        },
+        {
             "record": "certobs:operation_duration_seconds:p95_avg_over_time_1d",
             "expr": "avg_over_time(certobs:operation_duration_seconds:p95_5m[1d])",
         },
@@ -137,6 +147,13 @@ def recording_rules(config: MixinConfig) -> dict[str, Any]:
         {
             "record": "certobs:certificates_expiring_within:7d_predicted_7d",
             "expr": "predict_linear(certobs:certificates_expiring_within:7d[1d], 7 * 86400)",
+        },
+        {
+            "record": "certobs:renewal_automation_ratio:rate1d",
+            "expr": (
+                f"sum(rate({DURATION}_count{_sel(s, IS_RENEW, SCHEDULED)}[1d]))"
+                f" / sum(rate({DURATION}_count{_sel(s, IS_RENEW)}[1d]))"
+            ),
         },
         {
             "record": "certobs:renewal_lead_time_seconds:avg_1d",

@@ -20,6 +20,7 @@ __all__ = [
     "CERTIFICATE_ISSUER_NAME",
     "CERTIFICATE_KEY_ALGORITHM",
     "CERTIFICATE_OPERATION_NAME",
+    "CERTIFICATE_OPERATION_TRIGGER",
     "CERTIFICATE_SERIAL_NUMBER",
     "CERTIFICATE_SOURCE_KIND",
     "CERTIFICATE_SOURCE_NAME",
@@ -37,6 +38,7 @@ __all__ = [
     "CertificateBundleFormatValues",
     "CertificateKeyAlgorithmValues",
     "CertificateOperationNameValues",
+    "CertificateOperationTriggerValues",
     "CertificateSourceKindValues",
     "CertificateStatusValues",
     "ErrorTypeValues",
@@ -100,6 +102,14 @@ Type: ``enum``. Examples: "renew", "deploy".
 
 Custom operation names are allowed; they should be short, lower-case and low-cardinality (a
 fixed set chosen by the service, never an identifier).
+"""
+
+CERTIFICATE_OPERATION_TRIGGER: Final = "certificate.operation.trigger"
+"""What started the operation.
+
+Type: ``enum``. Examples: "scheduled".
+
+Feeds the automation rate: the share of renewals that nobody had to start by hand.
 """
 
 CERTIFICATE_SERIAL_NUMBER: Final = "certificate.serial_number"
@@ -240,6 +250,15 @@ class CertificateOperationNameValues(str, Enum):
     """A trust or chain bundle is assembled."""
     VALIDATE = "validate"
     """A certificate or chain is validated."""
+
+
+class CertificateOperationTriggerValues(str, Enum):
+    """Values of ``certificate.operation.trigger``."""
+
+    SCHEDULED = "scheduled"
+    """Started by automation (a scheduler, a controller, an expiry watcher)."""
+    MANUAL = "manual"
+    """Started by a person (a ticket, a command run by hand)."""
 
 
 class CertificateSourceKindValues(str, Enum):

@@ -248,6 +248,7 @@ METRICS: Final[dict[str, MetricDefinition]] = {
             "certificate.issuer.name",
             "certificate.deployment.target.type",
             "deployment.environment.name",
+            "certificate.operation.trigger",
             "error.type",
         ),
         bucket_boundaries=(
