@@ -750,3 +750,36 @@ def test_handle_outlives_its_call_harmlessly():
         points = telemetry.points(DURATION)
     assert [dict(p.attributes) for p in points] == [{a.CERTIFICATE_OPERATION_NAME: "renew"}]
     assert certobs.current_operation().operation is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("db.password", "hunter2"),
+        ("acme.account_secret", "abc"),
+        ("certificate.pem", "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----"),
+        ("key", "-----BEGIN EC PRIVATE KEY-----\nMHcC...\n-----END EC PRIVATE KEY-----"),
+        ("chain", ["ok", "-----BEGIN CERTIFICATE-----\nMIIB"]),
+    ],
+)
+def test_secrets_never_recorded(caplog, key, value):
+    """Secrets, PEM bodies and key material are dropped with a warning that omits the value."""
+    with (
+        capture(strict=False) as telemetry,
+        caplog.at_level(logging.WARNING, "certobs"),
+        certobs.issuance() as op,
+    ):
+        op.set_attribute(key, value)
+    (span,) = telemetry.spans()
+    assert key not in span.attributes
+    assert f"dropped attribute {key!r}" in caplog.text
+    assert "never records secrets" in caplog.text
+    assert "hunter2" not in caplog.text
+    assert "MIIB" not in caplog.text
+    assert "MHcC" not in caplog.text
+
+
+def test_static_secret_refused():
+    """A secret given as a static attribute fails at decoration, naming the attribute."""
+    with pytest.raises(certobs.ConfigurationError, match="never records secrets"):
+        certobs.renewal(attributes={"acme.password": "x"})

@@ -92,6 +92,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_SECRET_NAMES: Final = ("password", "passphrase", "secret", "private_key", "privatekey", "token")
+_SECRET_TEXT: Final = ("-----BEGIN", "PRIVATE KEY")
+
+
+def secret_reason(key: str, value: object) -> str | None:
+    """Say why ``key``/``value`` must not be recorded (a secret, key material, a PEM body).
+
+    Returns:
+        The reason, or None when the attribute may be recorded.
+    """
+    lowered = key.lower()
+    if any(word in lowered for word in _SECRET_NAMES):
+        return "its name says it holds a secret"
+    texts = value if isinstance(value, list | tuple) else (value,)
+    for text in texts:
+        if isinstance(text, bytes | bytearray):
+            text = bytes(text).decode("latin-1")
+        if isinstance(text, str) and any(marker in text for marker in _SECRET_TEXT):
+            return "its value holds PEM or private key material"
+    return None
+
+
 def _valid_value(value: object) -> bool:
     if isinstance(value, str | bool | int | float):
         return True
@@ -154,6 +176,16 @@ class OperationHandle:
                 log_once(f"attr-key:{key!r}", "certobs: dropped attribute with invalid key %r", key)
                 return
             value = _plain(value)
+            secret = secret_reason(key, value)
+            if secret is not None:
+                log_once(
+                    f"attr-secret:{key}",
+                    "certobs: dropped attribute %r: %s; certobs never records secrets "
+                    "(warned once per key)",
+                    key,
+                    secret,
+                )
+                return
             if not _valid_value(value):
                 # The value itself is never logged: it could be key material.
                 log_once(
@@ -432,6 +464,9 @@ def _check_label(name: str, value: object) -> str | None:
 def _check_static(name: str, value: object) -> Any:
     """Validate a static attribute value; None is refused here, unlike in set_attribute."""
     value = _plain(value)
+    secret = secret_reason(name, value)
+    if secret is not None:
+        raise ConfigurationError(f"{name}: refused, {secret}; certobs never records secrets")
     if not _valid_value(value):
         raise ConfigurationError(
             f"{name}: expected a str, bool, int or float (or a non-empty list of one), "
