@@ -14,6 +14,7 @@ MeterProvider certobs records through SDK instruments instead.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import math
@@ -350,7 +351,7 @@ class Store:
 
     def collect(self, state: _ReaderState) -> list[Metric]:
         """Return the store's metrics in the reader's temporality (empty ones omitted)."""
-        from opentelemetry.sdk.metrics.export import Histogram, Metric, Sum
+        from opentelemetry.sdk.metrics.export import Histogram, Sum
 
         now = time_ns()
         metrics: list[Metric] = []
@@ -361,11 +362,9 @@ class Store:
         ]
         if histogram_points:
             metrics.append(
-                Metric(
-                    name=_DURATION.name,
-                    description=_DURATION.description,
-                    unit=_DURATION.unit,
-                    data=Histogram(
+                _metric(
+                    _DURATION,
+                    Histogram(
                         data_points=histogram_points,
                         aggregation_temporality=_temporality(state.histogram_delta),
                     ),
@@ -383,11 +382,9 @@ class Store:
             ]
             if points:
                 metrics.append(
-                    Metric(
-                        name=definition.name,
-                        description=definition.description,
-                        unit=definition.unit,
-                        data=Sum(
+                    _metric(
+                        definition,
+                        Sum(
                             data_points=points,
                             aggregation_temporality=_temporality(delta),
                             is_monotonic=monotonic,
@@ -506,7 +503,7 @@ def _inventory_gauges(now: int) -> list[Metric]:
 
 
 def _inventory_metrics(observed: dict[str, list[tuple[Any, float]]], now: int) -> list[Metric]:
-    from opentelemetry.sdk.metrics.export import Gauge, Metric, NumberDataPoint
+    from opentelemetry.sdk.metrics.export import Gauge, NumberDataPoint
 
     metrics = []
     for name, points in observed.items():
@@ -514,15 +511,30 @@ def _inventory_metrics(observed: dict[str, list[tuple[Any, float]]], now: int) -
             continue
         definition = m.METRICS[name]
         data = _number_points(NumberDataPoint, points, now)
-        metrics.append(
-            Metric(
-                name=definition.name,
-                description=definition.description,
-                unit=definition.unit,
-                data=Gauge(data_points=data),
-            )
-        )
+        metrics.append(_metric(definition, Gauge(data_points=data)))
     return metrics
+
+
+def _metric(definition: m.MetricDefinition, data: Any) -> Metric:
+    """An SDK Metric with the registry's name, description and unit."""
+    from opentelemetry.sdk.metrics.export import Metric
+
+    return Metric(
+        name=definition.name, description=definition.description, unit=definition.unit, data=data
+    )
+
+
+@functools.cache
+def _plain_fields(cls: Any) -> bool:
+    """Whether ``cls`` keeps exactly the expected fields in an instance __dict__."""
+    probe = cls(attributes={}, start_time_unix_nano=0, time_unix_nano=0, value=0.0)
+    return hasattr(probe, "__dict__") and set(vars(probe)) == {
+        "attributes",
+        "start_time_unix_nano",
+        "time_unix_nano",
+        "value",
+        "exemplars",
+    }
 
 
 def _number_points(cls: Any, points: list[tuple[Any, float]], now: int) -> list[Any]:
@@ -532,14 +544,7 @@ def _number_points(cls: Any, points: list[tuple[Any, float]], now: int) -> list[
     100,000 certificates needs 200,000 points per collection. When the class keeps its fields
     in an instance __dict__ (it does in the SDK), the same objects are built directly.
     """
-    probe = cls(attributes={}, start_time_unix_nano=0, time_unix_nano=0, value=0.0)
-    if not hasattr(probe, "__dict__") or set(vars(probe)) != {
-        "attributes",
-        "start_time_unix_nano",
-        "time_unix_nano",
-        "value",
-        "exemplars",
-    }:
+    if not _plain_fields(cls):
         return [
             cls(attributes=labels, start_time_unix_nano=now, time_unix_nano=now, value=value)
             for labels, value in points

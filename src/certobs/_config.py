@@ -48,7 +48,6 @@ DEFAULT_EXPORT_INTERVAL: Final = 10.0
 must fire within a minute of a failure; 10 s leaves room for scrape and rule evaluation."""
 DEFAULT_PROMETHEUS_HOST: Final = "localhost"
 DEFAULT_PROMETHEUS_PORT: Final = 9464
-DEFAULT_SERVICE_NAME: Final = "unknown_service"
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")

@@ -359,18 +359,10 @@ class OperationHandle:
             self._end(None)
 
 
-def _record_ok(series: HistogramSeries, duration: float) -> None:
-    """Record a duration without exemplar (the fast path's success case)."""
-    series.record(duration)
-
-
 class _Fast:
     """An operation's series in the current store: resolved once, used by every call."""
 
     __slots__ = ("active", "local", "ok", "operation", "store")
-    # Read by OperationHandle._leave when a _Fast is the enclosing "operation".
-    _closed = False
-    _previous = None
 
     def __init__(
         self, operation: Operation, store: Store, ok: HistogramSeries, active: SumSeries
@@ -764,21 +756,17 @@ class Operation:
     ) -> None:
         """Record a fast-path call that failed, or whose handle was asked for."""
         attrs = self._metric_attrs
-        previous_not_after = None
+        handle = None
         if isinstance(current, OperationHandle) and current._fast is fast:
-            attrs = current._metric_attrs
-            previous_not_after = current._previous_not_after
-            current._closed = True
+            handle = current
+            attrs = handle._metric_attrs
+            handle._closed = True
         if exc is not None:
             attrs = {**attrs, a.ERROR_TYPE: error_type(exc)}
         series = fast.ok if attrs is self._metric_attrs else fast.store.duration.get(attrs)
         series.record(duration)
-        if exc is None and previous_not_after is not None:
-            lead = previous_not_after - _dt.datetime.now(_dt.timezone.utc).timestamp()
-            issuer = attrs.get(a.CERTIFICATE_ISSUER_NAME)
-            _runtime.instruments().lead_time.record(
-                max(lead, 0.0), {a.CERTIFICATE_ISSUER_NAME: issuer} if issuer else {}
-            )
+        if exc is None and handle is not None and handle._previous_not_after is not None:
+            handle._record_lead_time(_runtime.instruments(), attrs)
 
     def _fast_sync_wrapper(
         self,

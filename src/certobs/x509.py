@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -285,11 +284,6 @@ def load_certificates(
     if b"-----BEGIN" in data:
         raise CertificateError(Reason.BAD_FORMAT, "PEM file with no CERTIFICATE block")
     return _from_pkcs12(data, password)
-
-
-def describe(infos: Sequence[CertificateInfo]) -> list[dict[str, Any]]:
-    """Return plain dicts for JSON output."""
-    return [attrs.asdict(info) for info in infos]
 
 
 def utc(timestamp: float) -> str:

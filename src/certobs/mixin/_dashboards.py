@@ -179,10 +179,11 @@ def operations(config: MixinConfig) -> Any:
 def executive(config: MixinConfig) -> Any:
     """The leaders' view, on recording rules so it stays fast over months of data."""
     dashboard, prometheus, stat, _table, timeseries, _ = _sdk()
-    renew_errors = f'sum(certobs:operation_errors:rate1d{{{OP}="renew"}}) or vector(0)'
-    renew_rate = f'sum(certobs:operation_rate:rate1d{{{OP}="renew"}})'
-    deploy_errors = f'sum(certobs:operation_errors:rate1d{{{OP}="deploy"}}) or vector(0)'
-    deploy_rate = f'sum(certobs:operation_rate:rate1d{{{OP}="deploy"}})'
+
+    def success(operation: str) -> str:
+        errors = f'sum(certobs:operation_errors:rate1d{{{OP}="{operation}"}}) or vector(0)'
+        return f'1 - ({errors}) / sum(certobs:operation_rate:rate1d{{{OP}="{operation}"}})'
+
     panels = [
         stat.Panel()
         .title("Certificates under management")
@@ -190,7 +191,7 @@ def executive(config: MixinConfig) -> Any:
         stat.Panel()
         .title(f"Renewal success (objective {config.renewal_slo:.0%})")
         .unit("percentunit")
-        .with_target(_query(prometheus, f"1 - ({renew_errors}) / {renew_rate}")),
+        .with_target(_query(prometheus, success("renew"))),
         stat.Panel()
         .title("Automation rate: renewals nobody started by hand")
         .unit("percentunit")
@@ -198,7 +199,7 @@ def executive(config: MixinConfig) -> Any:
         stat.Panel()
         .title("Deployment success")
         .unit("percentunit")
-        .with_target(_query(prometheus, f"1 - ({deploy_errors}) / {deploy_rate}")),
+        .with_target(_query(prometheus, success("deploy"))),
         stat.Panel()
         .title("Mean validity left at renewal")
         .unit("s")
