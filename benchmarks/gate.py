@@ -76,6 +76,8 @@ class Row:
     unit: str
     ratio: float
     limit: float | None = None
+    # Set when the row was measured twice: the ratio of the first (short) measurement.
+    first_ratio: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -208,7 +210,9 @@ def bench_disabled(s: Settings) -> list[Row]:
             raise SystemExit("an OpenTelemetry provider is installed: cannot measure 'disabled'")
         times = _timing.interleave(
             {"bare": _loop(bare), "closure": _loop(closure), "certobs": _loop(decorated)},
-            rounds=s.rounds,
+            # The cheapest case and the tightest limit: three times the rounds (under a
+            # second) so that one disturbed round cannot move the median.
+            rounds=s.rounds * 3,
             number=s.number * 5,
         )
     return [
@@ -902,23 +906,46 @@ def run_group(name: str, settings: Settings) -> list[Row]:
     return bench(settings)
 
 
-def run(settings: Settings, only: set[str] | None = None, *, short: bool = False) -> list[Row]:
+def run_isolated(name: str, *, short: bool) -> list[Row]:
+    """Run one group in a fresh interpreter and return its rows.
+
+    A fresh interpreter per group means that what one group leaves behind (objects for the
+    garbage collector, warmed caches, threads) cannot skew the next one's ratios.
+    """
+    command = [sys.executable, str(Path(__file__).resolve()), "--group", name]
+    if short:
+        command.append("--short")
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark group {name!r} failed:\n{result.stderr}")
+    return [Row(**fields) for fields in json.loads(result.stdout)]
+
+
+def run(
+    settings: Settings,
+    only: set[str] | None = None,
+    *,
+    short: bool = False,
+    budget: dict[str, float] | None = None,
+) -> list[Row]:
     """Run the groups that contain a selected case (all without ``only``).
 
-    Each group runs in a fresh interpreter, so that what one group leaves behind (objects for
-    the garbage collector, warmed caches, threads) cannot skew the next one's ratios.
+    With a ``budget``, a group with a ratio over its limit is measured once more, in a fresh
+    interpreter with the full settings, and that second measurement is the verdict. A short
+    run on a busy machine can land one noisy median over a limit; a real regression is over
+    it both times. The table says which rows were measured twice.
     """
     rows: list[Row] = []
     for name, (cases, _) in GROUPS.items():
         if only and not only.intersection(cases):
             continue
-        command = [sys.executable, str(Path(__file__).resolve()), "--group", name]
-        if short:
-            command.append("--short")
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise SystemExit(f"benchmark group {name!r} failed:\n{result.stderr}")
-        rows += [Row(**fields) for fields in json.loads(result.stdout)]
+        found = run_isolated(name, short=short)
+        if budget and any(r.ratio > budget[r.case] for r in found if not only or r.case in only):
+            first = {r.case: r.ratio for r in found}
+            found = run_isolated(name, short=False)
+            for r in found:
+                r.first_ratio = first.get(r.case)
+        rows += found
     if only:
         rows = [r for r in rows if r.case in only]
     return rows
@@ -945,7 +972,8 @@ def table(rows: list[Row]) -> str:
                 f"{r.baseline_value:,.1f} {r.unit}",
                 f"{r.ratio:.3f}",
                 "-" if r.limit is None else f"{r.limit:g}",
-                "pass" if r.passed else "FAIL",
+                ("pass" if r.passed else "FAIL")
+                + ("" if r.first_ratio is None else f" (re-measured; first {r.first_ratio:.3f})"),
             )
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
@@ -978,7 +1006,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"{args.budget} has no limit for {sorted(missing)}")
     rows = run(
-        SHORT if args.short else FULL, set(args.only) if args.only else None, short=args.short
+        SHORT if args.short else FULL,
+        set(args.only) if args.only else None,
+        short=args.short,
+        budget=budget,
     )
     for row in rows:
         row.limit = budget[row.case]

@@ -49,6 +49,7 @@ def test_gate_fails_when_a_limit_is_broken(gate, tmp_path, capsys):
     assert code == 1
     assert "FAIL" in captured.out
     assert "budget exceeded: disabled_vs_closure" in captured.err
+    assert "re-measured" in captured.out  # a failure is confirmed by a second measurement
 
 
 def test_gate_passes_within_limits(gate, tmp_path, capsys):
