@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 __all__ = ["ConfigurationError"]
@@ -24,6 +25,15 @@ class _Internal:
     strict = False
     _lock = threading.Lock()
     _logged: set[str] = set()  # noqa: RUF012 - process-wide on purpose: log each problem once
+
+
+def _reinit_lock_in_child() -> None:
+    # A lock held by another thread at os.fork() stays held forever in the child.
+    _Internal._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_lock_in_child)
 
 
 def set_strict(enabled: bool) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import atexit
 import importlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from certobs import _runtime
 from certobs._config import Settings, settings
@@ -40,6 +43,10 @@ class _Configured:
     settings: Settings | None = None
     store: Store | None = None
     atexit_registered = False
+    fork_hook_registered = False
+    readers: list[MetricReader] = []  # noqa: RUF012 - replaced, never mutated
+    # The process that built the providers: a forked child rebuilds its own (see _after_fork).
+    pid = 0
 
 
 def configure(
@@ -119,19 +126,25 @@ def configure(
             logger.info("certobs: OTEL_SDK_DISABLED is set; no telemetry is exported")
             _Configured.settings = resolved
             return resolved
-        built = _build(resolved)
-        meter_provider, tracer_provider, server = built
-        _Configured.meter_provider = meter_provider
-        _Configured.tracer_provider = tracer_provider
-        _Configured.http_server = server
-        _Configured.settings = resolved
-        _runtime.install(meter_provider, tracer_provider, _Configured.store)
-        if set_global:
-            _set_global(meter_provider, tracer_provider)
-        if not _Configured.atexit_registered:
-            atexit.register(shutdown)
-            _Configured.atexit_registered = True
+        _install(resolved, set_global=set_global)
     return resolved
+
+
+def _install(resolved: Settings, *, set_global: bool) -> None:
+    """Build the providers for ``resolved`` and make certobs record through them (lock held)."""
+    meter_provider, tracer_provider, server = _build(resolved)
+    _Configured.meter_provider = meter_provider
+    _Configured.tracer_provider = tracer_provider
+    _Configured.http_server = server
+    _Configured.settings = resolved
+    _Configured.pid = os.getpid()
+    _runtime.install(meter_provider, tracer_provider, _Configured.store)
+    if set_global:
+        _set_global(meter_provider, tracer_provider)
+    if not _Configured.atexit_registered:
+        atexit.register(shutdown)
+        _Configured.atexit_registered = True
+    _register_fork_hook()
 
 
 def _set_global(meter_provider: MeterProvider, tracer_provider: TracerProvider | None) -> None:
@@ -192,6 +205,7 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
         tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     _Configured.store = aggregate_into(readers, resource)
+    _Configured.readers = readers
     return meter_provider, tracer_provider, server
 
 
@@ -324,3 +338,95 @@ def _logged(job: Callable[[], object], name: str) -> Callable[[], None]:
             logger.exception("certobs: error while flushing %s at shutdown", name)
 
     return run
+
+
+# Forks. A pre-fork server (gunicorn, uWSGI, multiprocessing's "fork" start method) copies the
+# configured parent into every child: its providers, its aggregates, and its readers, whose
+# export threads the SDK restarts in the child. Left alone, each child would export the
+# parent's totals again under the parent's identity: duplicated series. Instead a child drops
+# what it inherited, unexported, and builds providers of its own with the same settings and a
+# service.instance.id of its own, so that parent and children are distinct series.
+
+
+def _after_fork_in_child() -> None:
+    _Configured.lock = threading.Lock()  # held by a thread the child does not have, maybe
+    inherited = _Configured.meter_provider
+    resolved = _Configured.settings
+    if inherited is None or resolved is None or _Configured.pid == os.getpid():
+        return
+    try:
+        _silence(inherited, _Configured.readers)
+        _Configured.meter_provider = None
+        _Configured.tracer_provider = None
+        _Configured.http_server = None  # the parent's; its serving thread is not in the child
+        _Configured.store = None
+        _Configured.readers = []
+        _runtime.install(None, None)
+        if resolved.exporter == "prometheus":
+            # One scrape port per process would be needed; the port is the parent's.
+            logger.warning(
+                "certobs: process %d forked from a process exporting to Prometheus on port %d: "
+                "it records nothing. Call certobs.shutdown() and certobs.configure() with a "
+                "port of its own in the child (gunicorn: post_fork), or use exporter='otlp'",
+                os.getpid(),
+                resolved.prometheus_port,
+            )
+            return
+        import uuid
+
+        attributes = {**resolved.resource_attributes, "service.instance.id": str(uuid.uuid4())}
+        _install(attrs.evolve(resolved, resource_attributes=attributes), set_global=False)
+        _register_multiprocessing_exit()
+    except Exception as exc:  # never break the child over telemetry
+        _runtime.install(None, None)
+        logger.error("certobs: could not set up telemetry in forked process: %r", exc)
+
+
+def _silence(meter_provider: MeterProvider, readers: list[MetricReader]) -> None:
+    """Make the inherited readers collect and export nothing, from this process, ever.
+
+    ``_collect`` is the callback the provider gave each reader (an SDK internal, the one the
+    store wraps too). A reader whose callback returns None exports nothing; the SDK restarts
+    a periodic reader's thread in the child, and setting its stop event lets that thread end.
+    """
+    del meter_provider  # kept alive by the caller's frame only; never shut down (it would export)
+
+    def nothing(reader: MetricReader, timeout_millis: float = 10_000) -> None:
+        return None
+
+    for reader in readers:
+        reader._collect = nothing  # type: ignore[assignment]
+        stop = getattr(reader, "_shutdown_event", None)
+        if stop is not None:
+            stop.set()
+
+
+def _register_multiprocessing_exit() -> None:
+    """Flush at the end of a ``multiprocessing`` child, which exits without exit handlers."""
+    import sys
+
+    if "multiprocessing" not in sys.modules:
+        return
+    from multiprocessing import util
+
+    # A Process clears finalizers when it starts its target, then runs these after-fork hooks.
+    util.register_after_fork(_Configured, _finalize_at_process_exit)
+
+
+def _finalize_at_process_exit(_: object) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, shutdown, exitpriority=100)
+
+
+def _register_fork_hook() -> None:
+    """Register :func:`_after_fork_in_child`, once, after the first providers were built.
+
+    Fork hooks run in the order they were registered, and building providers in the child
+    needs the hooks of what building them imported (``concurrent.futures`` resets a lock the
+    SDK's resource detection takes) to have run first: registering here puts ours after them.
+    """
+    if _Configured.fork_hook_registered or not hasattr(os, "register_at_fork"):
+        return
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    _Configured.fork_hook_registered = True

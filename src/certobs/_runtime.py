@@ -7,6 +7,7 @@ With neither, nothing is recorded and a decorated call costs one check (:func:`r
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,15 @@ def install(
         _own = meter_provider or tracer_provider
         _State.generation += 1
         _Instruments.current = None
+
+
+def _reinit_lock_in_child() -> None:
+    # A lock held by another thread at os.fork() stays held forever in the child.
+    _State.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_lock_in_child)
 
 
 class _Instruments:

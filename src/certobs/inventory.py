@@ -650,6 +650,28 @@ _default: Inventory | None = None
 _default_lock = threading.Lock()
 
 
+def _forget_in_child() -> None:
+    """After ``os.fork()``, in the child: start with empty inventories.
+
+    The parent keeps refreshing and reporting what it tracks; a child reporting its copy too
+    would multiply every certificate by the number of workers, and its copy would go stale
+    (the refresher thread is not in the child). A child can track and start its own.
+    """
+    global _default_lock
+    _default_lock = threading.Lock()
+    for inventory in list(_INVENTORIES):
+        inventory._lock = threading.Lock()
+        inventory._memory = {}
+        inventory._sources = []
+        inventory._wake = threading.Event()
+        inventory._stop = threading.Event()
+        inventory._thread = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def default() -> Inventory:
     """Return the default inventory that the module-level functions use."""
     global _default
