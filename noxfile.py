@@ -1,8 +1,10 @@
-"""Developer and CI tasks: ``nox -s tests``, ``lint``, ``typing``, ``generate``."""
+"""Developer and CI tasks: nox -s tests, lint, typing, bench, fuzz, reliability, generate."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import nox
 
@@ -79,3 +81,48 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[mixin]", *nox.project.dependency_groups(PYPROJECT, "bench"))
     session.run("python", "benchmarks/gate.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def reliability(session: nox.Session) -> None:
+    """The fault-injection scenarios with long collector outages (30 s; CI runs them with 3 s).
+
+    ``nox -s reliability -- 60`` sets another outage length in seconds. Prints the figures of
+    each scenario (counts recorded and received, worst call latency, memory growth).
+    """
+    session.install("-e", ".[prometheus]", *nox.project.dependency_groups(PYPROJECT, "tests"))
+    seconds = session.posargs[0] if session.posargs else "30"
+    session.run(
+        "pytest", "-s", "tests/test_reliability.py", env={"CERTOBS_OUTAGE_SECONDS": seconds}
+    )
+
+
+FUZZ_TARGETS = ("fuzz_x509", "fuzz_attributes")
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """Coverage-guided fuzzing (atheris) of certificate parsing and the attribute API.
+
+    ``nox -s fuzz`` runs each target for 60 s, ``nox -s fuzz -- 20`` for 20 s each, and
+    ``nox -s fuzz -- -runs=100000`` for that many inputs each. Every target starts from a
+    scratch copy of its seeds in fuzz/corpus/ (libFuzzer adds what it finds to its corpus);
+    crashing inputs are written to the session's tmp directory, and the session fails.
+    """
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "fuzz"))
+    limit = session.posargs[0] if session.posargs else "60"
+    if not limit.startswith("-"):
+        limit = f"-max_total_time={limit}"
+    tmp = Path(session.create_tmp())
+    for target in FUZZ_TARGETS:
+        corpus = tmp / "corpus" / target
+        shutil.rmtree(corpus, ignore_errors=True)
+        shutil.copytree(Path("fuzz", "corpus", target), corpus)
+        session.run(
+            "python",
+            f"fuzz/{target}.py",
+            limit,
+            "-timeout=10",  # an input that runs longer than 10 s is a hang: a crash
+            f"-artifact_prefix={tmp}{os.sep}",
+            str(corpus),
+        )

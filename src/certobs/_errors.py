@@ -19,6 +19,11 @@ class ConfigurationError(ValueError):
     """
 
 
+_MAX_LOGGED = 1000
+"""Distinct problems :func:`log_once` remembers (and logs) before it goes quiet."""
+_OVERFLOW_KEY = "certobs:log-once-overflow"
+
+
 class _Internal:
     """Whether certobs re-raises its own failures (strict mode) and which were logged."""
 
@@ -54,7 +59,17 @@ def log_once(key: str, message: str, *args: object, level: int = logging.WARNING
     with _Internal._lock:
         if key in _Internal._logged:
             return
-        _Internal._logged.add(key)
+        if len(_Internal._logged) >= _MAX_LOGGED:
+            # Keys can come from user input (attribute names): the set must not grow forever.
+            if _OVERFLOW_KEY in _Internal._logged:
+                return
+            _Internal._logged.add(_OVERFLOW_KEY)
+            message, args = (
+                "certobs: more than %d distinct problems were logged; further ones are not",
+                (_MAX_LOGGED,),
+            )
+        else:
+            _Internal._logged.add(key)
     logger.log(level, message, *args)
 
 
@@ -64,12 +79,16 @@ def reset_logged() -> None:
         _Internal._logged.clear()
 
 
-def internal_error(where: str, exc: BaseException) -> None:
+def internal_error(
+    where: str, exc: BaseException, *, user_error: BaseException | None = None
+) -> None:
     """Handle a failure inside certobs: log it once per place, re-raise it in strict mode.
 
-    Must be called from an ``except`` block.
+    Must be called from an ``except`` block. With ``user_error`` (the exception the
+    instrumented code raised, which is propagating), certobs' failure is only logged, strict
+    mode or not: the user's exception is never replaced.
     """
-    if _Internal.strict:
+    if _Internal.strict and user_error is None:
         raise exc
     with _Internal._lock:
         first = where not in _Internal._logged

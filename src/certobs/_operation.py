@@ -105,6 +105,8 @@ def secret_reason(key: str, value: object) -> str | None:
     lowered = key.lower()
     if any(word in lowered for word in _SECRET_NAMES):
         return "its name says it holds a secret"
+    if any(marker in key for marker in _SECRET_TEXT):
+        return "its name holds PEM or private key material"
     texts = value if isinstance(value, list | tuple) else (value,)
     for text in texts:
         if isinstance(text, bytes | bytearray):
@@ -173,7 +175,13 @@ class OperationHandle:
         """
         try:
             if not isinstance(key, str) or not key:
-                log_once(f"attr-key:{key!r}", "certobs: dropped attribute with invalid key %r", key)
+                # The key itself is never logged: it could be key material.
+                kind = type(key).__name__
+                log_once(
+                    f"attr-key:{kind}",
+                    "certobs: dropped an attribute whose key is not a non-empty str (a %s)",
+                    kind,
+                )
                 return
             value = _plain(value)
             secret = secret_reason(key, value)
@@ -197,9 +205,20 @@ class OperationHandle:
                 )
                 return
             if key in METRIC_KEYS:
-                if self._metric_attrs is self.operation._metric_attrs:
-                    self._metric_attrs = dict(self._metric_attrs)
-                self._metric_attrs[key] = value
+                if isinstance(value, str) and value:
+                    if self._metric_attrs is self.operation._metric_attrs:
+                        self._metric_attrs = dict(self._metric_attrs)
+                    self._metric_attrs[key] = value
+                else:
+                    # A metric label is a non-empty string: a float (nan is never equal to
+                    # itself) or a list would make series nobody can query, or one per call.
+                    log_once(
+                        f"attr-label:{key}",
+                        "certobs: %r is a label of certificate.operation.duration and takes a "
+                        "non-empty str; a %s was set on the span only (warned once per key)",
+                        key,
+                        type(value).__name__,
+                    )
             if self._span is not None:
                 self._span.set_attribute(key, value)
         except Exception as exc:
@@ -339,10 +358,7 @@ class OperationHandle:
         previous, self._ctx_token = self._ctx_token, None
         try:
             if exc is not None:
-                etype = error_type(exc)
-                span.set_attribute(a.ERROR_TYPE, etype)
-                span.set_status(trace.StatusCode.ERROR, _describe(exc, etype))
-                span.record_exception(exc, escaped=True)
+                _record_error(span, exc)
         finally:
             # Restore the context we replaced, and only where our span is still current: a
             # generator finalised in another context must not clobber what runs there now.
@@ -396,12 +412,44 @@ class _ThreadEnd:
     __slots__ = ("__weakref__",)
 
 
-def _describe(exc: BaseException, etype: str) -> str:
-    """Return ``"Type: message"``, surviving exceptions whose ``__str__`` fails."""
+def _message(exc: BaseException) -> tuple[str | None, bool]:
+    """Return the exception's message that may be recorded, and whether it is the real one.
+
+    None when ``__str__`` fails; a placeholder when the message holds key material.
+    """
     try:
-        return f"{etype}: {exc}"
+        text = str(exc)
     except Exception:
-        return etype
+        return None, False
+    if secret_reason("exception.message", text) is not None:
+        return "[redacted by certobs: the message holds PEM or private key material]", False
+    return text, True
+
+
+def _record_error(span: trace.Span, exc: BaseException) -> None:
+    """Put a failure on the span: ``error.type``, the error status and an exception event.
+
+    The event is the SDK's (``record_exception``) when the message can be recorded; else one
+    written here with the placeholder message and a stack trace without the message.
+    """
+    etype = error_type(exc)
+    span.set_attribute(a.ERROR_TYPE, etype)
+    message, genuine = _message(exc)
+    span.set_status(trace.StatusCode.ERROR, f"{etype}: {message}" if message else etype)
+    if genuine:
+        span.record_exception(exc, escaped=True)
+        return
+    import traceback  # only on this rare path; import time is budgeted
+
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    attributes: dict[str, AttributeValue] = {
+        "exception.type": etype,
+        "exception.stacktrace": f"Traceback (most recent call last):\n{frames}{etype}",
+        "exception.escaped": "True",
+    }
+    if message is not None:
+        attributes["exception.message"] = message
+    span.add_event("exception", attributes)
 
 
 class _NoopHandle(OperationHandle):
@@ -594,7 +642,7 @@ class Operation:
         try:
             handle._end(exc)
         except Exception as err:
-            internal_error(f"ending operation {self.name!r}", err)
+            internal_error(f"ending operation {self.name!r}", err, user_error=exc)
 
     def _pop_open(self) -> OperationHandle | None:
         """Find the entry this exit belongs to.
@@ -713,7 +761,7 @@ class Operation:
         try:
             handle._end(exc)
         except Exception as err:
-            internal_error(f"ending operation {self.name!r}", err)
+            internal_error(f"ending operation {self.name!r}", err, user_error=exc)
 
     # The fast path: certobs owns the readers (a store is installed), tracing is off and no
     # arguments are mapped. Everything is inline; a handle is made only if the call asks for
@@ -733,7 +781,7 @@ class Operation:
             inside, cell[0] = cell[0], None
             self._fast_end_slow(fast, inside, duration, exc)
         except Exception as err:
-            internal_error(f"ending operation {self.name!r}", err)
+            internal_error(f"ending operation {self.name!r}", err, user_error=exc)
         finally:
             shard.version += 1
             try:

@@ -163,13 +163,15 @@ def probe(
         return ProbeResult(endpoint=endpoint, reason=Reason.UNREACHABLE, message=str(exc))
     try:
         certs = [x509.load_der_x509_certificate(der) for der in der_chain]
-    except ValueError as exc:
+        infos = tuple(CertificateInfo.from_certificate(c) for c in certs)
+    except CertificateError as exc:  # a field that cannot be decoded
+        return ProbeResult(endpoint=endpoint, reason=exc.reason, message=str(exc))
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         return ProbeResult(endpoint=endpoint, reason=Reason.BAD_FORMAT, message=str(exc))
-    if not certs:
+    if not infos:
         return ProbeResult(
             endpoint=endpoint, reason=Reason.HANDSHAKE_FAILED, message="no certificate served"
         )
-    infos = tuple(CertificateInfo.from_certificate(c) for c in certs)
     drift = None
     if expected_fingerprint is not None:
         wanted = expected_fingerprint.replace(":", "").upper()

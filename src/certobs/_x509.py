@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Union
 from cryptography import x509
 
 from certobs._errors import log_once
-from certobs.x509 import CertificateInfo
+from certobs.x509 import CertificateError, CertificateInfo
 
 if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
@@ -30,7 +30,8 @@ def load(value: CertificateLike) -> x509.Certificate | None:
             if b"-----BEGIN CERTIFICATE-----" in data:
                 return x509.load_pem_x509_certificate(data)
             return x509.load_der_x509_certificate(data)
-    except (ValueError, UnicodeEncodeError) as exc:
+    # InvalidVersion is not a ValueError: a version field other than v1 or v3.
+    except (ValueError, UnicodeEncodeError, x509.InvalidVersion) as exc:
         log_once(
             "x509-parse",
             "certobs: ignored a certificate that could not be parsed (%s); pass a "
@@ -48,5 +49,19 @@ def load(value: CertificateLike) -> x509.Certificate | None:
 
 
 def identity_attributes(cert: x509.Certificate) -> dict[str, AttributeValue]:
-    """Return the identity of a certificate as span attributes (never any key material)."""
-    return CertificateInfo.from_certificate(cert).span_attributes()
+    """Return the identity of a certificate as span attributes (never any key material).
+
+    A certificate that parsed but has a field that cannot be decoded gives no attributes
+    (warned once), like one that does not parse at all.
+    """
+    try:
+        info = CertificateInfo.from_certificate(cert)
+    except CertificateError as exc:
+        log_once(
+            "x509-parse",
+            "certobs: ignored a certificate that could not be parsed (%s); pass a "
+            "cryptography.x509.Certificate or its PEM/DER bytes (warned once)",
+            exc,
+        )
+        return {}
+    return info.span_attributes()

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -52,7 +53,8 @@ class CertificateError(Exception):
 def _key_algorithm(cert: x509.Certificate) -> tuple[KeyAlgorithm, int | None]:
     try:
         key = cert.public_key()
-    except (ValueError, x509.UnsupportedGeneralNameType):
+    # UnsupportedAlgorithm: a key type or named curve cryptography does not implement.
+    except (ValueError, UnsupportedAlgorithm, x509.UnsupportedGeneralNameType):
         return KeyAlgorithm.OTHER, None
     if isinstance(key, rsa.RSAPublicKey):
         return KeyAlgorithm.RSA, key.key_size
@@ -78,7 +80,9 @@ def _common_name(name: x509.Name) -> str | None:
 def _alternative_names(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):
+    # UnsupportedGeneralNameType: any extension holding an x400Address or EDIPartyName makes
+    # cryptography refuse all of them.
+    except (x509.ExtensionNotFound, x509.UnsupportedGeneralNameType, ValueError):
         return ()
     names: list[str] = list(ext.get_values_for_type(x509.DNSName))
     names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
@@ -88,7 +92,7 @@ def _alternative_names(cert: x509.Certificate) -> tuple[str, ...]:
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except (x509.ExtensionNotFound, ValueError):
+    except (x509.ExtensionNotFound, x509.UnsupportedGeneralNameType, ValueError):
         return False
 
 
@@ -150,7 +154,20 @@ class CertificateInfo:
 
     @classmethod
     def from_certificate(cls, cert: x509.Certificate) -> CertificateInfo:
-        """Extract the facts from a parsed ``cryptography`` certificate."""
+        """Extract the facts from a parsed ``cryptography`` certificate.
+
+        Raises:
+            CertificateError: With reason ``bad_format`` when a field cannot be decoded
+                (``cryptography`` decodes names, extensions and keys only when they are read).
+        """
+        try:
+            return cls._extract(cert)
+        # TypeError: cryptography's NameAttribute refuses a value of the wrong ASN.1 type.
+        except (ValueError, TypeError) as exc:
+            raise CertificateError(Reason.BAD_FORMAT, f"malformed certificate: {exc}") from None
+
+    @classmethod
+    def _extract(cls, cert: x509.Certificate) -> CertificateInfo:
         algorithm, size = _key_algorithm(cert)
         try:
             signature: str | None = cert.signature_algorithm_oid._name
@@ -228,11 +245,102 @@ _DEFAULT_POLICY: Final = ExpiryPolicy()
 def _from_pem(data: bytes) -> list[x509.Certificate]:
     try:
         return x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
+    # InvalidVersion (not a ValueError): a version field other than v1 or v3.
+    except (ValueError, x509.InvalidVersion) as exc:
         raise CertificateError(Reason.BAD_FORMAT, f"not a valid PEM certificate: {exc}") from None
 
 
-def _from_pkcs12(data: bytes, password: bytes | None) -> list[x509.Certificate]:
+MAX_PKCS12_ITERATIONS: Final = 10_000_000
+"""The most key-derivation or MAC iterations a PKCS#12 bundle may ask for. Common tools use
+2,048 to 600,000; OpenSSL runs whatever the file says, and 2**31 iterations take minutes."""
+
+
+def _der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    """Parse the DER values in ``data[start:end]``: (tag, content start, content end) each.
+
+    Raises:
+        ValueError: The bytes are not a sequence of complete DER values.
+    """
+    found = []
+    pos = start
+    while pos < end:
+        if end - pos < 2:
+            raise ValueError("truncated")
+        tag, first = data[pos], data[pos + 1]
+        pos += 2
+        if tag & 0x1F == 0x1F:
+            raise ValueError("multi-byte tags are not used in PKCS#12")
+        if first < 0x80:
+            size = first
+        else:
+            count = first & 0x7F
+            if count == 0 or count > 4 or end - pos < count:
+                raise ValueError("bad length")
+            size = int.from_bytes(data[pos : pos + count], "big")
+            pos += count
+        if size > end - pos:
+            raise ValueError("length past the end")
+        found.append((tag, pos, pos + size))
+        pos += size
+    return found
+
+
+def _pkcs12_iterations(data: bytes) -> int:
+    """Return the largest iteration count a PKCS#12 bundle asks for (0 if it has none).
+
+    The MAC (``MacData``), PBES1 and PBKDF2 parameters all hold a salt (OCTET STRING)
+    followed by an iteration count (INTEGER). They sit outside the encrypted parts: the walk
+    goes through constructed values and OCTET STRINGs that hold DER, bounded in depth and in
+    values visited, and stops at anything it cannot parse (cryptography then reports it).
+    """
+    largest = 0
+    budget = 20_000
+    stack = [(0, len(data), 0)]
+    while stack and budget > 0:
+        start, end, depth = stack.pop()
+        try:
+            children = _der_children(data, start, end)
+        except ValueError:
+            continue
+        budget -= len(children)
+        previous = 0
+        for tag, begin, stop in children:
+            if tag == 0x02 and previous == 0x04:  # salt, then iteration count
+                largest = max(largest, int.from_bytes(data[begin:stop], "big", signed=True))
+            if depth < 16 and (tag & 0x20 or tag == 0x04):
+                stack.append((begin, stop, depth + 1))
+            previous = tag
+    return largest
+
+
+def _from_pkcs12(data: bytes, password: bytes | str | None) -> list[x509.Certificate]:
+    iterations = _pkcs12_iterations(data)
+    if iterations > MAX_PKCS12_ITERATIONS:
+        raise CertificateError(
+            Reason.BAD_FORMAT,
+            f"PKCS#12 bundle asks for {iterations:,} key-derivation iterations, more than the "
+            f"{MAX_PKCS12_ITERATIONS:,} certobs accepts (opening it would take minutes); "
+            "re-export it with a usual count",
+        )
+    if isinstance(password, str):
+        try:
+            password = os.fsencode(password)  # keeps bytes that came from the command line
+        except UnicodeEncodeError:  # a lone surrogate: no bundle can have this password
+            raise CertificateError(
+                Reason.BAD_PASSWORD, "PKCS#12: the password cannot be encoded; pass it as bytes"
+            ) from None
+    if password is not None:
+        # cryptography hands the password to OpenSSL as a UTF-8 C string: on a NUL it panics
+        # (a BaseException), on other bytes it raises a TypeError. No bundle it reads has such
+        # a password.
+        try:
+            password.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CertificateError(
+                Reason.BAD_PASSWORD, "PKCS#12: the password is not UTF-8, as cryptography needs"
+            ) from None
+        if b"\0" in password:
+            raise CertificateError(Reason.BAD_PASSWORD, "PKCS#12: the password holds a NUL byte")
     try:
         key_and_certs = pkcs12.load_pkcs12(data, password)
     except ValueError as exc:
@@ -241,6 +349,8 @@ def _from_pkcs12(data: bytes, password: bytes | None) -> list[x509.Certificate]:
             hint = "no password given" if password is None else "wrong password"
             raise CertificateError(Reason.BAD_PASSWORD, f"PKCS#12: {hint}") from None
         raise CertificateError(Reason.BAD_FORMAT, f"not a valid PKCS#12 bundle: {exc}") from None
+    except x509.InvalidVersion as exc:
+        raise CertificateError(Reason.BAD_FORMAT, f"PKCS#12 bundle: {exc}") from None
     certs = []
     if key_and_certs.cert is not None:
         certs.append(key_and_certs.cert.certificate)
@@ -267,9 +377,8 @@ def load_certificates(
 
     Raises:
         CertificateError: With reason ``bad_format`` or ``bad_password``.
+        ValueError: If ``kind`` is not one of those above.
     """
-    if isinstance(password, str):
-        password = os.fsencode(password)  # keeps bytes that came from the command line
     if kind == "pem" or (kind is None and _PEM_MARKER in data):
         return _from_pem(data)
     if kind == "pkcs12":
@@ -278,6 +387,8 @@ def load_certificates(
         raise ValueError(f"kind={kind!r}: expected pem, der, pkcs12 or None")
     try:
         return [x509.load_der_x509_certificate(data)]
+    except x509.InvalidVersion as exc:  # a DER certificate, of a version that does not exist
+        raise CertificateError(Reason.BAD_FORMAT, f"not a valid DER certificate: {exc}") from None
     except ValueError:
         if kind == "der":
             raise CertificateError(Reason.BAD_FORMAT, "not a DER certificate") from None
