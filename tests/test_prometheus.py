@@ -383,6 +383,7 @@ DESIGN_PROMETHEUS_NAMES = {
     "certificate.inventory.errors": "certificate_inventory_errors_total",
     "certificate.endpoint.chain.valid": "certificate_endpoint_chain_valid",
     "certificate.endpoint.drift": "certificate_endpoint_drift",
+    "certobs.metric.overflow": "certobs_metric_overflow_total",
 }
 
 

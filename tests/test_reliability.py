@@ -614,3 +614,84 @@ def test_forked_child_starts_with_an_empty_inventory() -> None:
     """The parent keeps reporting its inventory; children do not report copies of it."""
     result = run_workload(INVENTORY_FORK_WORKLOAD)
     assert json.loads(result.stdout) == {"parent": 1, "child": 0}
+
+
+# Cardinality.
+
+
+def test_unbounded_attribute_is_folded_counted_and_warned_once(caplog) -> None:
+    """An identifier put into a metric label cannot grow memory without bound."""
+    limit, calls = 50, 2_000
+    with capture(traces=False, cardinality_limit=limit) as telemetry, caplog.at_level("WARNING"):
+        renew = certobs.renewal(metric_attributes=["request.id"])
+        for i in range(calls):
+            with renew as op:
+                op.set_attribute("request.id", f"req-{i}")
+        points = telemetry.points("certificate.operation.duration")
+        overflow = telemetry.point("certificate.operation.duration", {"otel.metric.overflow": True})
+        folded = telemetry.point(
+            "certobs.metric.overflow", {"certobs.metric.name": "certificate.operation.duration"}
+        )
+    # At most the limit (the operation's own series among them) and the overflow series.
+    assert len(points) <= limit + 1
+    assert overflow.count >= calls - limit
+    assert folded.value == overflow.count  # every folded measurement counted
+    assert sum(p.count for p in points) == calls  # nothing dropped
+    warnings = [r for r in caplog.records if "reached its limit of 50" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_cardinality_limit_setting() -> None:
+    """configure(cardinality_limit=) and CERTOBS_CARDINALITY_LIMIT, validated."""
+    from certobs._config import settings
+
+    assert settings(environ={}).cardinality_limit == 2000
+    assert settings(environ={"CERTOBS_CARDINALITY_LIMIT": "300"}).cardinality_limit == 300
+    assert (
+        settings(environ={"CERTOBS_CARDINALITY_LIMIT": "300"}, cardinality_limit=5)
+    ).cardinality_limit == 5
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(certobs.ConfigurationError, match="CERTOBS_CARDINALITY_LIMIT"):
+            settings(environ={"CERTOBS_CARDINALITY_LIMIT": bad})
+    with pytest.raises(certobs.ConfigurationError, match="cardinality_limit"):
+        settings(environ={}, cardinality_limit=0)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "certificate.serial_number",
+        "certificate.fingerprint.sha256",
+        "certificate.subject.distinguished_name",
+        "certificate.subject.alternative_names",
+    ],
+)
+def test_identity_attributes_are_refused_as_metric_labels(key: str) -> None:
+    """Identity belongs on the span: as a metric label only when explicitly allowed."""
+    with pytest.raises(certobs.ConfigurationError, match="allow_identity=True"):
+        certobs.renewal(metric_attributes=[key])
+    with capture() as telemetry:
+        with certobs.renewal() as op:  # not declared: the span only
+            op.set_attribute(key, "x")
+        with certobs.renewal(metric_attributes=[key], allow_identity=True) as op:
+            op.set_attribute(key, "y")
+        labels = [dict(p.attributes) for p in telemetry.points("certificate.operation.duration")]
+        spans = [dict(s.attributes or {}) for s in telemetry.spans()]
+    assert {"certificate.operation.name": "renew"} in labels
+    assert {"certificate.operation.name": "renew", key: "y"} in labels
+    assert [s[key] for s in spans] == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("request.id", "not one string"),
+        (["error.type"], "set by certobs itself"),
+        (["api.token"], "names a secret"),
+        ([""], "not a non-empty string"),
+    ],
+)
+def test_bad_metric_attributes_are_refused(given: Any, message: str) -> None:
+    """Each mistake in metric_attributes gets an error that names it, at decoration time."""
+    with pytest.raises(certobs.ConfigurationError, match=message):
+        certobs.operation("check", metric_attributes=given)

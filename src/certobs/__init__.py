@@ -25,7 +25,7 @@ from certobs._recording import record_bundle_request
 from certobs.semconv.attributes import CertificateOperationNameValues as _Op
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from certobs._export import configure, shutdown
 
@@ -58,6 +58,8 @@ def operation(
     environment: str | None = None,
     attributes: Mapping[str, _AttributeValue] | None = None,
     arg_attributes: Mapping[str, str] | None = None,
+    metric_attributes: Iterable[str] | None = None,
+    allow_identity: bool = False,
 ) -> Operation:
     """Return an operation with a custom name, usable as decorator and context manager.
 
@@ -73,12 +75,17 @@ def operation(
             span; any other key goes on the span only.
         arg_attributes: Maps parameter names of the decorated function to attribute names; the
             argument's value is set per call.
+        metric_attributes: Further attribute names that go on the duration metric as labels
+            (their values must be low-cardinality strings). Names that identify a certificate
+            (serial number, fingerprint, subject, SANs) are refused unless ``allow_identity``.
+        allow_identity: Allow identity attributes in ``metric_attributes``.
 
     Returns:
         The operation.
 
     Raises:
-        ConfigurationError: On an empty name or an attribute value of an unsupported type.
+        ConfigurationError: On an empty name, an attribute value of an unsupported type, or
+            an identity or secret attribute in ``metric_attributes``.
     """
     return Operation(
         name,
@@ -87,6 +94,8 @@ def operation(
         environment=environment,
         attributes=attributes,
         arg_attributes=arg_attributes,
+        metric_attributes=metric_attributes,
+        allow_identity=allow_identity,
     )
 
 

@@ -25,7 +25,9 @@ from collections.abc import Callable, Mapping
 from time import time_ns
 from typing import TYPE_CHECKING, Any, Final
 
+from certobs._errors import log_once
 from certobs.semconv import metrics as m
+from certobs.semconv.attributes import CERTOBS_METRIC_NAME
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics.export import Metric, MetricReader, MetricsData
@@ -44,6 +46,7 @@ _DURATION = m.METRICS[m.CERTIFICATE_OPERATION_DURATION]
 _ACTIVE = m.METRICS[m.CERTIFICATE_OPERATION_ACTIVE]
 _BUNDLE = m.METRICS[m.CERTIFICATE_BUNDLE_REQUESTS]
 _INVENTORY_ERRORS = m.METRICS[m.CERTIFICATE_INVENTORY_ERRORS]
+_OVERFLOW_COUNT = m.METRICS[m.CERTOBS_METRIC_OVERFLOW]
 BOUNDS: Final = tuple(_DURATION.bucket_boundaries or ())
 """The duration histogram's bucket boundaries."""
 _BOUNDS = BOUNDS
@@ -208,11 +211,25 @@ class SumSeries:
 
 
 class _Table:
-    """The series of one metric, by attribute set, with the cardinality limit applied."""
+    """The series of one metric, by attribute set, with the cardinality limit applied.
 
-    def __init__(self, factory: Callable[[Mapping[str, Any]], Any], limit: int) -> None:
+    Past ``limit`` attribute sets, a measurement with a new set goes to the overflow series
+    (``otel.metric.overflow=true``, as the SDK does), and ``on_overflow`` is told, once per
+    such measurement. As in the SDK, the metric then has ``limit`` series and the overflow
+    one.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[Mapping[str, Any]], Any],
+        limit: int,
+        name: str = "",
+        on_overflow: Callable[[str], None] | None = None,
+    ) -> None:
         self.factory = factory
         self.limit = limit
+        self.name = name
+        self.on_overflow = on_overflow
         self.series: dict[frozenset[tuple[str, Any]], Any] = {}
         self.lock = threading.Lock()
 
@@ -225,6 +242,8 @@ class _Table:
             found = self.series.get(key)
             if found is None:
                 if len(self.series) >= self.limit:
+                    if self.on_overflow is not None:
+                        self.on_overflow(self.name)
                     key = attribute_key(OVERFLOW)
                     found = self.series.get(key)
                     if found is not None:
@@ -267,12 +286,31 @@ class Store:
     """Aggregates for the fast path, one per certobs-owned MeterProvider."""
 
     def __init__(self, *, cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT) -> None:
-        self.duration = _Table(HistogramSeries, cardinality_limit)
-        self.active = _Table(SumSeries, cardinality_limit)
-        self.bundle_requests = _Table(SumSeries, cardinality_limit)
-        self.inventory_errors = _Table(SumSeries, cardinality_limit)
+        self.cardinality_limit = cardinality_limit
+        self.duration = _Table(HistogramSeries, cardinality_limit, _DURATION.name, self._overflowed)
+        self.active = _Table(SumSeries, cardinality_limit, _ACTIVE.name, self._overflowed)
+        self.bundle_requests = _Table(SumSeries, cardinality_limit, _BUNDLE.name, self._overflowed)
+        self.inventory_errors = _Table(
+            SumSeries, cardinality_limit, _INVENTORY_ERRORS.name, self._overflowed
+        )
+        # certobs.metric.overflow, by metric: one series per metric above, never more.
+        self.overflow = _Table(SumSeries, 64)
         self._readers: dict[int, _ReaderState] = {}
         self._lock = threading.Lock()
+
+    def _overflowed(self, metric: str) -> None:
+        """Count one measurement folded into ``metric``'s overflow series; warn once."""
+        self.overflow.get({CERTOBS_METRIC_NAME: metric}).add(1)
+        log_once(
+            f"overflow:{metric}",
+            "certobs: %s reached its limit of %d attribute sets; measurements with new sets "
+            "now go to the series otel.metric.overflow=true and are counted by "
+            "certobs.metric.overflow. An attribute of this metric takes unbounded values (an "
+            "identifier, a serial number?): put it on the span instead, or raise the limit "
+            "(CERTOBS_CARDINALITY_LIMIT or configure(cardinality_limit=...)). Warned once.",
+            metric,
+            self.cardinality_limit,
+        )
 
     # Hooking into readers.
 
@@ -374,6 +412,7 @@ class Store:
             (_ACTIVE, self.active, state.updown_delta, False),
             (_BUNDLE, self.bundle_requests, state.counter_delta, True),
             (_INVENTORY_ERRORS, self.inventory_errors, state.counter_delta, True),
+            (_OVERFLOW_COUNT, self.overflow, state.counter_delta, True),
         ):
             points = [
                 p

@@ -23,6 +23,8 @@ CERTOBS_EXPORTER: Final = "CERTOBS_EXPORTER"
 """Where telemetry goes: ``otlp``, ``prometheus``, ``console`` or ``none``."""
 CERTOBS_TRACES: Final = "CERTOBS_TRACES"
 """Whether to export spans: ``true`` or ``false`` (default: true for ``otlp`` only)."""
+CERTOBS_CARDINALITY_LIMIT: Final = "CERTOBS_CARDINALITY_LIMIT"
+"""Attribute sets each metric keeps before new ones fold into its overflow series."""
 
 # OpenTelemetry's variables that certobs honours.
 OTEL_SDK_DISABLED: Final = "OTEL_SDK_DISABLED"
@@ -46,6 +48,8 @@ DEFAULT_PROTOCOL: Final = "grpc"
 DEFAULT_EXPORT_INTERVAL: Final = 10.0
 """Seconds between metric exports. OpenTelemetry's default (60 s) is too slow for alerts that
 must fire within a minute of a failure; 10 s leaves room for scrape and rule evaluation."""
+DEFAULT_CARDINALITY_LIMIT: Final = 2000
+"""The OpenTelemetry SDK's default limit of attribute sets per metric."""
 DEFAULT_PROMETHEUS_HOST: Final = "localhost"
 DEFAULT_PROMETHEUS_PORT: Final = 9464
 
@@ -93,6 +97,19 @@ def _port(name: str) -> Callable[[str], int]:
             return int(value)
         except ValueError:
             raise ConfigurationError(f"{name}={value!r} is not a port number") from None
+
+    return convert
+
+
+def _limit(name: str) -> Callable[[str], int]:
+    def convert(value: str) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"{name}={value!r} is not a whole number of attribute sets "
+                f"(default {DEFAULT_CARDINALITY_LIMIT})"
+            ) from None
 
     return convert
 
@@ -148,6 +165,16 @@ class Settings:
     resource_attributes: Mapping[str, str | bool | int | float]
     prometheus_host: str
     prometheus_port: int = attrs.field()
+    cardinality_limit: int = attrs.field(default=DEFAULT_CARDINALITY_LIMIT)
+
+    @cardinality_limit.validator
+    def _check_limit(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(
+                f"cardinality_limit={value!r}: expected a whole number of attribute sets, 1 or "
+                f"more (default {DEFAULT_CARDINALITY_LIMIT}; in the environment: "
+                f"{CERTOBS_CARDINALITY_LIMIT})"
+            )
 
     @export_interval.validator
     def _check_interval(self, attribute: attrs.Attribute[float], value: float) -> None:
@@ -178,6 +205,7 @@ def settings(
     resource_attributes: Mapping[str, str | bool | int | float] | None = None,
     prometheus_host: str | None = None,
     prometheus_port: int | None = None,
+    cardinality_limit: int | None = None,
 ) -> Settings:
     """Resolve every setting from arguments, environment and defaults.
 
@@ -272,6 +300,12 @@ def settings(
         ((OTEL_EXPORTER_PROMETHEUS_PORT, _port(OTEL_EXPORTER_PROMETHEUS_PORT)),),
         DEFAULT_PROMETHEUS_PORT,
     )
+    limit = resolve(
+        cardinality_limit,
+        env,
+        ((CERTOBS_CARDINALITY_LIMIT, _limit(CERTOBS_CARDINALITY_LIMIT)),),
+        DEFAULT_CARDINALITY_LIMIT,
+    )
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigurationError(f"service_name={service_name!r}: expected a non-empty string")
     return Settings(
@@ -288,4 +322,5 @@ def settings(
         resource_attributes=dict(resource_attributes or {}),
         prometheus_host=host,
         prometheus_port=port,
+        cardinality_limit=limit,
     )

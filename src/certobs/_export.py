@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from certobs import _runtime
-from certobs._config import Settings, settings
+from certobs._config import DEFAULT_CARDINALITY_LIMIT, Settings, settings
 from certobs._errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ def configure(
     resource_attributes: Mapping[str, str | bool | int | float] | None = None,
     prometheus_host: str | None = None,
     prometheus_port: int | None = None,
+    cardinality_limit: int | None = None,
     set_global: bool = False,
 ) -> Settings:
     """Set up OpenTelemetry export for certobs telemetry.
@@ -92,6 +93,10 @@ def configure(
             Environment: ``OTEL_EXPORTER_PROMETHEUS_HOST``.
         prometheus_port: Its port (default 9464, 0 for a free one). Environment:
             ``OTEL_EXPORTER_PROMETHEUS_PORT``.
+        cardinality_limit: Attribute sets each certobs metric keeps (default 2000, as the
+            SDK); measurements with new sets past it go to the ``otel.metric.overflow=true``
+            series and are counted by ``certobs.metric.overflow``. Environment:
+            ``CERTOBS_CARDINALITY_LIMIT``.
         set_global: Also install the providers as OpenTelemetry's global ones, when the
             application has not installed its own, so other instrumentation uses them too.
             Default False: OpenTelemetry's globals can be set only once per process, so a
@@ -116,6 +121,7 @@ def configure(
         resource_attributes=resource_attributes,
         prometheus_host=prometheus_host,
         prometheus_port=prometheus_port,
+        cardinality_limit=cardinality_limit,
     )
     with _Configured.lock:
         if _Configured.meter_provider is not None:
@@ -204,12 +210,17 @@ def _build(s: Settings) -> tuple[MeterProvider, TracerProvider | None, Any]:
 
         tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    _Configured.store = aggregate_into(readers, resource)
+    _Configured.store = aggregate_into(readers, resource, cardinality_limit=s.cardinality_limit)
     _Configured.readers = readers
     return meter_provider, tracer_provider, server
 
 
-def aggregate_into(readers: list[MetricReader], resource: Resource) -> Store | None:
+def aggregate_into(
+    readers: list[MetricReader],
+    resource: Resource,
+    *,
+    cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT,
+) -> Store | None:
     """Create the fast path's store and hook it into ``readers`` (already registered).
 
     Returns None, and certobs records through SDK instruments, when a reader wants histograms
@@ -219,7 +230,7 @@ def aggregate_into(readers: list[MetricReader], resource: Resource) -> Store | N
 
     if not all(explicit_buckets(reader) for reader in readers):
         return None
-    store = Store()
+    store = Store(cardinality_limit=cardinality_limit)
     for reader in readers:
         store.attach(reader, resource, _runtime.scope())
     return store

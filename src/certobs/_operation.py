@@ -15,7 +15,7 @@ import math
 import threading
 import weakref
 from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from time import perf_counter
 from types import TracebackType
@@ -57,6 +57,22 @@ METRIC_KEYS: Final = frozenset(METRICS[CERTIFICATE_OPERATION_DURATION].attribute
     a.ERROR_TYPE,
     a.CERTIFICATE_OPERATION_NAME,
 }
+
+# Attributes that identify one certificate: they belong on spans. As metric labels they would
+# make one series per certificate, so metric_attributes refuses them unless allowed.
+IDENTITY_KEYS: Final = frozenset(
+    {
+        a.CERTIFICATE_ID,
+        a.CERTIFICATE_SERIAL_NUMBER,
+        a.CERTIFICATE_FINGERPRINT_SHA256,
+        a.CERTIFICATE_SUBJECT_DISTINGUISHED_NAME,
+        a.CERTIFICATE_SUBJECT_COMMON_NAME,
+        a.CERTIFICATE_SUBJECT_ALTERNATIVE_NAMES,
+        a.CERTIFICATE_ISSUER_DISTINGUISHED_NAME,
+        a.CERTIFICATE_VALIDITY_NOT_BEFORE,
+        a.CERTIFICATE_VALIDITY_NOT_AFTER,
+    }
+)
 
 # The running operation: a handle, or, for a decorated call on the fast path, a one-item list
 # (a cell) holding the operation's _Fast object until someone asks for a handle:
@@ -204,7 +220,7 @@ class OperationHandle:
                     type(value).__name__,
                 )
                 return
-            if key in METRIC_KEYS:
+            if key in self.operation._metric_keys:
                 if isinstance(value, str) and value:
                     if self._metric_attrs is self.operation._metric_attrs:
                         self._metric_attrs = dict(self._metric_attrs)
@@ -491,6 +507,38 @@ def current_operation() -> OperationHandle:
     return current
 
 
+def _metric_keys(extra: Iterable[str] | None, allow_identity: bool) -> frozenset[str]:
+    """Validate ``metric_attributes``; return every key the operation's metric takes."""
+    if extra is None:
+        return METRIC_KEYS
+    if isinstance(extra, str):
+        raise ConfigurationError(
+            f"metric_attributes={extra!r}: expected a list of attribute names, not one string "
+            f"(write metric_attributes=[{extra!r}])"
+        )
+    keys = set(METRIC_KEYS)
+    for key in extra:
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"metric_attributes: {key!r} is not a non-empty string")
+        if key in (a.ERROR_TYPE, a.CERTIFICATE_OPERATION_NAME):
+            raise ConfigurationError(
+                f"metric_attributes: {key!r} is set by certobs itself; leave it out"
+            )
+        if secret_reason(key, "") is not None:
+            raise ConfigurationError(
+                f"metric_attributes: {key!r} names a secret; certobs never records secrets"
+            )
+        if key in IDENTITY_KEYS and not allow_identity:
+            raise ConfigurationError(
+                f"metric_attributes: {key!r} identifies one certificate; as a metric label it "
+                "makes a series per certificate (it is on the span already). Pass "
+                "allow_identity=True to put it on the metric anyway; the cardinality limit "
+                "still applies"
+            )
+        keys.add(key)
+    return frozenset(keys)
+
+
 def _check_label(name: str, value: object) -> str | None:
     """Validate a static metric label (issuer, target type, environment): a non-empty str."""
     value = _plain(value)
@@ -535,6 +583,7 @@ class Operation:
         "_arg_positions",
         "_fast",
         "_metric_attrs",
+        "_metric_keys",
         "_open",
         "_span_attrs",
         "arg_attributes",
@@ -551,6 +600,8 @@ class Operation:
         environment: str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
         arg_attributes: Mapping[str, str] | None = None,
+        metric_attributes: Iterable[str] | None = None,
+        allow_identity: bool = False,
     ) -> None:
         if isinstance(name, OpName):
             name = name.value
@@ -572,14 +623,18 @@ class Operation:
         ):
             if given is not None:
                 metric[key] = given
+        self._metric_keys = _metric_keys(metric_attributes, allow_identity)
         span: dict[str, AttributeValue] = dict(metric)
         for key, value in (attributes or {}).items():
             if not isinstance(key, str) or not key:
                 raise ConfigurationError(f"attributes: key {key!r} is not a non-empty string")
             value = _check_static(f"attributes[{key!r}]", value)
             span[key] = value
-            if key in METRIC_KEYS:
-                metric[key] = value
+            label = (
+                _check_label(f"attributes[{key!r}]", value) if key in self._metric_keys else None
+            )
+            if label is not None:
+                metric[key] = label
         self._metric_attrs = metric
         self._span_attrs = span
         self._active_attrs = {a.CERTIFICATE_OPERATION_NAME: name}
@@ -1060,6 +1115,8 @@ class LifecyclePreset:
         environment: str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
         arg_attributes: Mapping[str, str] | None = None,
+        metric_attributes: Iterable[str] | None = None,
+        allow_identity: bool = False,
     ) -> Operation: ...
 
     def __call__(  # type: ignore[misc]  # the implementation takes func or settings, never both
@@ -1072,6 +1129,8 @@ class LifecyclePreset:
         environment: str | None = None,
         attributes: Mapping[str, AttributeValue] | None = None,
         arg_attributes: Mapping[str, str] | None = None,
+        metric_attributes: Iterable[str] | None = None,
+        allow_identity: bool = False,
     ) -> F | Operation:
         operation = Operation(
             self.name,
@@ -1080,6 +1139,8 @@ class LifecyclePreset:
             environment=environment,
             attributes=attributes,
             arg_attributes=arg_attributes,
+            metric_attributes=metric_attributes,
+            allow_identity=allow_identity,
         )
         if func is None:
             return operation

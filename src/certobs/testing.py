@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from certobs import _errors, _runtime, _timing
+from certobs._config import DEFAULT_CARDINALITY_LIMIT
 from certobs._export import aggregate_into
 
 __all__ = ["Overhead", "Telemetry", "capture", "certobs_telemetry", "measure_overhead"]
@@ -87,12 +88,15 @@ class Telemetry:
 
 
 @contextlib.contextmanager
-def capture(*, strict: bool = True, traces: bool = True) -> Iterator[Telemetry]:
+def capture(
+    *, strict: bool = True, traces: bool = True, cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT
+) -> Iterator[Telemetry]:
     """Record certobs telemetry in memory for the duration of the block.
 
     Args:
         strict: Re-raise certobs' own failures instead of logging them (default True).
         traces: Record spans too (default True). Without, certobs takes its fastest path.
+        cardinality_limit: Attribute sets per metric, as ``configure(cardinality_limit=)``.
 
     Yields:
         The :class:`Telemetry` to assert on.
@@ -100,7 +104,7 @@ def capture(*, strict: bool = True, traces: bool = True) -> Iterator[Telemetry]:
     reader = InMemoryMetricReader()
     resource = Resource.create({})
     meter_provider = MeterProvider(metric_readers=[reader], resource=resource)
-    store = aggregate_into([reader], resource)
+    store = aggregate_into([reader], resource, cardinality_limit=cardinality_limit)
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -30,6 +30,7 @@ __all__ = [
     "CERTIFICATE_SUBJECT_DISTINGUISHED_NAME",
     "CERTIFICATE_VALIDITY_NOT_AFTER",
     "CERTIFICATE_VALIDITY_NOT_BEFORE",
+    "CERTOBS_METRIC_NAME",
     "DEPLOYMENT_ENVIRONMENT_NAME",
     "ERROR_TYPE",
     "SERVER_ADDRESS",
@@ -167,6 +168,12 @@ CERTIFICATE_VALIDITY_NOT_BEFORE: Final = "certificate.validity.not_before"
 """The start of the certificate's validity period, ISO 8601 in UTC.
 
 Type: ``string``. Examples: "2026-09-01T00:00:00Z".
+"""
+
+CERTOBS_METRIC_NAME: Final = "certobs.metric.name"
+"""The name of a metric certobs records, as the registry spells it.
+
+Type: ``string``. Examples: "certificate.operation.duration", "certificate.bundle.requests".
 """
 
 DEPLOYMENT_ENVIRONMENT_NAME: Final = "deployment.environment.name"

@@ -30,6 +30,7 @@ __all__ = [
     "CERTIFICATE_OPERATION_ACTIVE",
     "CERTIFICATE_OPERATION_DURATION",
     "CERTIFICATE_RENEWAL_LEAD_TIME",
+    "CERTOBS_METRIC_OVERFLOW",
     "METRICS",
     "MetricDefinition",
     "create_certificate_bundle_requests",
@@ -42,6 +43,7 @@ __all__ = [
     "create_certificate_operation_active",
     "create_certificate_operation_duration",
     "create_certificate_renewal_lead_time",
+    "create_certobs_metric_overflow",
 ]
 
 
@@ -131,6 +133,13 @@ CERTIFICATE_RENEWAL_LEAD_TIME: Final = "certificate.renewal.lead_time"
 """Validity left on the old certificate when it was successfully renewed.
 
 Instrument: histogram. Unit: ``s``. Prometheus: ``certificate_renewal_lead_time_seconds``.
+"""
+
+
+CERTOBS_METRIC_OVERFLOW: Final = "certobs.metric.overflow"
+"""Measurements folded into a metric's overflow series because it reached its limit of attribute sets.
+
+Instrument: counter. Unit: ``{measurement}``. Prometheus: ``certobs_metric_overflow_total``.
 """
 
 
@@ -292,6 +301,15 @@ METRICS: Final[dict[str, MetricDefinition]] = {
             7776000.0,
         ),
         prometheus_name="certificate_renewal_lead_time_seconds",
+    ),
+    CERTOBS_METRIC_OVERFLOW: MetricDefinition(
+        name=CERTOBS_METRIC_OVERFLOW,
+        instrument="counter",
+        unit="{measurement}",
+        description="Measurements folded into a metric's overflow series because it reached its limit of attribute sets.",
+        attributes=("certobs.metric.name",),
+        bucket_boundaries=None,
+        prometheus_name="certobs_metric_overflow_total",
     ),
 }
 """Every metric of the registry, by name."""
@@ -484,4 +502,21 @@ def create_certificate_renewal_lead_time(meter: Meter) -> Histogram:
         explicit_bucket_boundaries_advisory=METRICS[
             CERTIFICATE_RENEWAL_LEAD_TIME
         ].bucket_boundaries,
+    )
+
+
+def create_certobs_metric_overflow(meter: Meter) -> Counter:
+    """Create the ``certobs.metric.overflow`` counter: measurements folded into a metric's overflow series because it reached its limit of attribute sets.
+
+    Args:
+        meter: The meter to create the instrument on.
+
+    Returns:
+        The instrument.
+
+    """
+    return meter.create_counter(
+        name=CERTOBS_METRIC_OVERFLOW,
+        unit="{measurement}",
+        description="Measurements folded into a metric's overflow series because it reached its limit of attribute sets.",
     )
