@@ -783,3 +783,28 @@ def test_static_secret_refused():
     """A secret given as a static attribute fails at decoration, naming the attribute."""
     with pytest.raises(certobs.ConfigurationError, match="never records secrets"):
         certobs.renewal(attributes={"acme.password": "x"})
+
+
+def test_set_certificate_with_private_key_records_only_the_certificate(caplog):
+    """A PEM bundle holding the key too: the certificate is read, the key dropped, warned.
+
+    No key material reaches the span or the log.
+    """
+    import trustme
+
+    leaf = trustme.CA().issue_cert("key.example")
+    bundle = leaf.private_key_and_cert_chain_pem.bytes()
+    assert b"PRIVATE KEY" in bundle
+    with (
+        capture(strict=False) as telemetry,
+        caplog.at_level(logging.WARNING, "certobs"),
+        certobs.issuance() as op,
+    ):
+        op.set_certificate(bundle)
+    (span,) = telemetry.spans()
+    recorded = " ".join(str(v) for v in span.attributes.values())
+    assert span.attributes["certificate.subject.alternative_names"] == ("key.example",)
+    assert "PRIVATE KEY" not in recorded
+    assert "-----BEGIN" not in recorded
+    assert "the key is dropped and never recorded" in caplog.text
+    assert "PRIVATE KEY-----" not in caplog.text

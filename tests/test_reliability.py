@@ -529,7 +529,8 @@ def test_multiprocessing_pool_workers_flush(agent: Collector, otlp_sink: OtlpSin
 
     assert wait_for(complete, DELIVERY_TIMEOUT), (by_process(otlp_sink), result.stderr)
     counts = by_process(otlp_sink)
-    assert len(counts) == 3  # the parent and two workers, each its own id
+    # The parent and each worker that got tasks (usually both), each under its own id.
+    assert 2 <= len(counts) <= 3
     assert 3 in counts.values()
 
 
@@ -695,3 +696,19 @@ def test_bad_metric_attributes_are_refused(given: Any, message: str) -> None:
     """Each mistake in metric_attributes gets an error that names it, at decoration time."""
     with pytest.raises(certobs.ConfigurationError, match=message):
         certobs.operation("check", metric_attributes=given)
+
+
+def test_grpc_reconnect_backoff_is_capped() -> None:
+    """The reconnect backoff of gRPC (up to 120 s) is capped: exports resume soon after outages.
+
+    Without the cap, the 30 s outage scenario (nox -s reliability) lost its final export: the
+    collector was back, but the channel still waited out its backoff.
+    """
+    from certobs import _export
+
+    for signal in ("metric", "trace"):
+        exporter = _export._otlp_exporter(signal, "grpc", f"http://{HOST}:9", None)
+        try:
+            assert ("grpc.max_reconnect_backoff_ms", 5000) in exporter._channel_options
+        finally:
+            exporter.shutdown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import inspect
 import logging
 import os
 import threading
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     from certobs._aggregate import Store
 
 logger = logging.getLogger("certobs")
+
+GRPC_CHANNEL_OPTIONS = (("grpc.max_reconnect_backoff_ms", 5000),)
+"""gRPC backs off reconnecting up to 120 s after a failure, and the channels of a target share
+that backoff: after a 30 s collector outage, exports resumed only tens of seconds after the
+collector was back, and a shutdown meanwhile lost its final export (tests/test_reliability.py).
+Capped at 5 s: a reconnection attempt every 5 s at most while the collector is down."""
 
 DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 """Seconds :func:`shutdown` waits for the final export before giving up."""
@@ -253,7 +260,11 @@ def _otlp_exporter(
         module = importlib.import_module(
             f"opentelemetry.exporter.otlp.proto.grpc.{signal}_exporter"
         )
-        return getattr(module, f"OTLP{kind}Exporter")(endpoint=endpoint, headers=headers)
+        exporter_class = getattr(module, f"OTLP{kind}Exporter")
+        options: dict[str, Any] = {"endpoint": endpoint, "headers": headers}
+        if "channel_options" in inspect.signature(exporter_class).parameters:
+            options["channel_options"] = GRPC_CHANNEL_OPTIONS
+        return exporter_class(**options)
     module = importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{signal}_exporter")
     # An endpoint argument is a base URL, like OTEL_EXPORTER_OTLP_ENDPOINT; the HTTP exporters
     # want the signal's full URL.

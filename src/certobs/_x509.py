@@ -27,6 +27,13 @@ def load(value: CertificateLike) -> x509.Certificate | None:
             value = value.encode("ascii")
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
+            if b"PRIVATE KEY" in data:
+                log_once(
+                    "x509-private-key",
+                    "certobs: a certificate was given together with a private key; only the "
+                    "certificate is read, the key is dropped and never recorded. Pass the "
+                    "certificate alone (warned once)",
+                )
             if b"-----BEGIN CERTIFICATE-----" in data:
                 return x509.load_pem_x509_certificate(data)
             return x509.load_der_x509_certificate(data)
