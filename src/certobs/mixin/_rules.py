@@ -40,6 +40,8 @@ INVENTORY_ERRORS = prometheus_name(m.CERTIFICATE_INVENTORY_ERRORS)
 DRIFT = prometheus_name(m.CERTIFICATE_ENDPOINT_DRIFT)
 CHAIN_VALID = prometheus_name(m.CERTIFICATE_ENDPOINT_CHAIN_VALID)
 LEAD_TIME = prometheus_name(m.CERTIFICATE_RENEWAL_LEAD_TIME)
+OVERFLOW = prometheus_name(m.CERTOBS_METRIC_OVERFLOW)
+METRIC_NAME = _label(a.CERTOBS_METRIC_NAME)
 
 BY = f"{OP}, {ISSUER}, {TARGET}, {ENV}"
 FAILED = f'{ERROR}!=""'
@@ -61,6 +63,7 @@ ALERT_NAMES = (
     "CertificateOperationLatencyAnomaly",
     "CertificateRenewalErrorBudgetBurn",
     "CertobsTelemetryAbsent",
+    "CertobsCardinalityOverflow",
 )
 """Every alert the mixin ships; each has a runbook section in docs/runbooks.md."""
 
@@ -353,6 +356,17 @@ def alerting_rules(config: MixinConfig) -> dict[str, Any]:
             description=(
                 "Neither operations nor inventory have been reported for 10 minutes: the "
                 "service, its exporter, the collector or the scrape is down."
+            ),
+        ),
+        _alert(
+            "CertobsCardinalityOverflow",
+            f"sum by ({METRIC_NAME}) (increase({OVERFLOW}{_sel(s)}[15m])) > 0",
+            severity="warning",
+            summary="{{ $labels.%s }} is past its limit of attribute sets" % METRIC_NAME,
+            description=(
+                "Measurements of {{ $labels.%s }} with new attribute sets are folded into its "
+                "otel.metric.overflow series: an attribute takes unbounded values, and "
+                "dashboards lose the breakdown of what was folded." % METRIC_NAME
             ),
         ),
     ]
