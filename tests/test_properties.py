@@ -301,22 +301,64 @@ def test_x400_address_degrades_to_no_alternative_names():
     assert info.subject_common_name == "seed"
 
 
-def test_pkcs12_with_huge_iteration_count_does_not_hang():
-    """A bundle whose MAC asks for 2**31-1 iterations is refused at once, not worked through."""
+def _indefinite(p12: bytes) -> bytes:
+    """``p12`` with its outer SEQUENCE in BER indefinite-length form (OpenSSL reads it)."""
+    return b"\x30\x80" + b"".join(_children(p12)) + b"\x00\x00"
+
+
+def _long_length(p12: bytes) -> bytes:
+    """``p12`` with its outer length in 8 bytes, leading zeros (BER; OpenSSL reads it)."""
+    body = b"".join(_children(p12))
+    return b"\x30\x88" + len(body).to_bytes(8, "big") + body
+
+
+@pytest.mark.parametrize("encoding", ["der", "ber-indefinite", "ber-long-length"])
+def test_pkcs12_with_huge_iteration_count_does_not_hang(encoding):
+    """A bundle whose MAC asks for 2**31-1 iterations is refused at once, not worked through.
+
+    Also when it is BER-encoded, which the check must read as OpenSSL does.
+    """
+    data = _huge_mac_iterations(seeds()["p12-open"])
+    data = {
+        "der": data,
+        "ber-indefinite": _indefinite(data),
+        "ber-long-length": _long_length(data),
+    }[encoding]
     code = textwrap.dedent(
         f"""
         from certobs.x509 import CertificateError, load_certificates
-        data = bytes.fromhex({_huge_mac_iterations(seeds()["p12-open"]).hex()!r})
+        data = bytes.fromhex({data.hex()!r})
         try:
             load_certificates(data)
-        except CertificateError:
-            pass
+        except CertificateError as exc:
+            assert exc.reason == "bad_format", exc.reason
+        else:
+            raise AssertionError("loaded")
         """
     )
     try:
         subprocess.run([sys.executable, "-c", code], check=True, timeout=3)
     except subprocess.TimeoutExpired:
         pytest.fail("load_certificates() was still working after 3 s")
+
+
+@pytest.mark.filterwarnings("ignore:PKCS#12 bundle could not be parsed as DER")
+def test_pkcs12_ber_bundles_still_load():
+    """A usual bundle in BER form loads: the check reads BER, it does not refuse it."""
+    data = seeds()["p12-open"]
+    for variant in (_indefinite(data), _long_length(data)):
+        assert len(load_certificates(variant, kind="pkcs12")) >= 1
+
+
+def test_pkcs12_with_a_huge_integer_is_bad_format():
+    """An iteration count thousands of digits long is bad_format, not a ValueError."""
+    version, auth_safe, mac_data = _children(seeds()["p12-open"])
+    digest, salt, _ = _children(mac_data)
+    iterations = _der(0x02, b"\x7f" + b"\xff" * 2000)
+    data = _der(0x30, version + auth_safe + _der(0x30, digest + salt + iterations))
+    with pytest.raises(CertificateError) as raised:
+        load_certificates(data)
+    assert raised.value.reason == "bad_format"
 
 
 def _der(tag: int, body: bytes) -> bytes:
@@ -709,4 +751,31 @@ def test_pkcs12_iteration_cap_covers_key_derivation(monkeypatch):
     with pytest.raises(CertificateError) as raised:
         load_certificates(data, password=b"pw")
     assert raised.value.reason == "bad_format"
-    assert "123,457" in str(raised.value)
+    assert "more key-derivation or MAC iterations" in str(raised.value)
+
+
+@pytest.mark.parametrize("how", ["cause", "context", "note"])
+def test_pem_in_a_chained_exception_is_not_recorded(how):
+    """Key material in a cause, a context or a note stays out of the span too."""
+
+    def fail() -> None:
+        if how == "cause":
+            raise RuntimeError("renewal failed") from ValueError(SECRETS[0])
+        if how == "context":
+            try:
+                raise ValueError(SECRETS[0])
+            except ValueError:
+                raise RuntimeError("renewal failed")  # noqa: B904 - the implicit context is the point
+        error = RuntimeError("renewal failed")
+        error.add_note(SECRETS[0])
+        raise error
+
+    with capture(strict=True) as telemetry:
+        with pytest.raises(RuntimeError, match="renewal failed"), certobs.renewal():
+            fail()
+        (span,) = telemetry.spans()
+    recorded = [span.status.description or ""]
+    recorded += [str(v) for event in span.events for v in dict(event.attributes or {}).values()]
+    assert not any(marker in text for text in recorded for marker in MARKERS)
+    assert "renewal failed" in span.status.description
+    assert any("Traceback" in text for text in recorded)  # the stack trace is still there

@@ -642,6 +642,21 @@ def test_unbounded_attribute_is_folded_counted_and_warned_once(caplog) -> None:
     assert len(warnings) == 1
 
 
+def test_overflow_count_covers_static_label_sets() -> None:
+    """Operations whose static labels arrive past the limit: every call is counted as folded."""
+    with capture(traces=False, cardinality_limit=3) as telemetry:
+        for issuer in ("a", "b", "c", "d", "e", "f"):
+            renew = certobs.renewal(issuer=issuer)
+            for _ in range(10):
+                with renew:
+                    pass
+        overflow = telemetry.point("certificate.operation.duration", {"otel.metric.overflow": True})
+        folded = telemetry.point(
+            "certobs.metric.overflow", {"certobs.metric.name": "certificate.operation.duration"}
+        )
+    assert overflow.count == folded.value == 30  # three operations' 10 calls each
+
+
 def test_cardinality_limit_setting() -> None:
     """configure(cardinality_limit=) and CERTOBS_CARDINALITY_LIMIT, validated."""
     from certobs._config import settings
@@ -712,3 +727,55 @@ def test_grpc_reconnect_backoff_is_capped() -> None:
             assert ("grpc.max_reconnect_backoff_ms", 5000) in exporter._channel_options
         finally:
             exporter.shutdown()
+
+
+FORK_IN_CALL_WORKLOAD = """
+import os, threading, time
+import certobs
+from certobs import _runtime
+
+certobs.configure(exporter="none", service_name="fork-in-call")
+store = _runtime._State.store
+held = threading.Event()
+
+def collector():  # as the reader thread holds it while it collects
+    with store.duration.lock:
+        held.set()
+        time.sleep(3)
+
+@certobs.renewal(issuer="x")
+def spawn_worker(fork):
+    pid = os.fork() if fork else 1
+    if pid == 0:
+        raise RuntimeError("the child leaves the decorated call by an exception")
+    return pid
+
+spawn_worker(False)  # the operation's series exist
+threading.Thread(target=collector, daemon=True).start()
+held.wait()
+try:
+    pid = spawn_worker(True)
+except RuntimeError:
+    os._exit(0)  # the child got through
+deadline = time.monotonic() + 2.5
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("child exited", status)
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child hung")
+"""
+
+
+def test_fork_inside_a_call_does_not_deadlock_the_child() -> None:
+    """A call that forks ends in the child without touching the parent's locks.
+
+    Another parent thread (the collector) holds a lock of the store at the fork; in the child
+    that lock stays held forever, and the call must end without waiting for it.
+    """
+    result = run_workload(FORK_IN_CALL_WORKLOAD)
+    assert result.stdout.strip() == "child exited 0", result.stdout

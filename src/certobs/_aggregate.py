@@ -18,6 +18,7 @@ import functools
 import gc
 import itertools
 import math
+import os
 import threading
 import time
 from bisect import bisect_left
@@ -41,6 +42,7 @@ DEFAULT_CARDINALITY_LIMIT: Final = 2000
 """Attribute sets per metric before new ones fold into the overflow series (the SDK's default)."""
 
 OVERFLOW: Final = {"otel.metric.overflow": True}
+_OVERFLOW_KEY: Final = frozenset(OVERFLOW.items())
 
 _DURATION = m.METRICS[m.CERTIFICATE_OPERATION_DURATION]
 _ACTIVE = m.METRICS[m.CERTIFICATE_OPERATION_ACTIVE]
@@ -214,9 +216,9 @@ class _Table:
     """The series of one metric, by attribute set, with the cardinality limit applied.
 
     Past ``limit`` attribute sets, a measurement with a new set goes to the overflow series
-    (``otel.metric.overflow=true``, as the SDK does), and ``on_overflow`` is told, once per
-    such measurement. As in the SDK, the metric then has ``limit`` series and the overflow
-    one.
+    (``otel.metric.overflow=true``), as in the SDK: the metric then has ``limit`` series and
+    the overflow one. ``on_overflow`` is called once, when the overflow series is created,
+    outside the table's lock.
     """
 
     def __init__(
@@ -238,20 +240,35 @@ class _Table:
         found = self.series.get(key)
         if found is not None:
             return found
+        created_overflow = False
         with self.lock:
             found = self.series.get(key)
             if found is None:
                 if len(self.series) >= self.limit:
-                    if self.on_overflow is not None:
-                        self.on_overflow(self.name)
-                    key = attribute_key(OVERFLOW)
+                    key = _OVERFLOW_KEY
                     found = self.series.get(key)
-                    if found is not None:
-                        return found
-                    attributes = OVERFLOW
-                found = self.factory(attributes)
-                self.series[key] = found
-            return found
+                    if found is None:
+                        found = self.factory(OVERFLOW)
+                        self.series[key] = found
+                        created_overflow = True
+                else:
+                    found = self.factory(attributes)
+                    self.series[key] = found
+        if created_overflow and self.on_overflow is not None:
+            self.on_overflow(self.name)
+        return found
+
+    def overflow_count(self) -> int:
+        """How many measurements went to the overflow series (0 without one)."""
+        series = self.series.get(_OVERFLOW_KEY)
+        if series is None:
+            return 0
+        with series.lock:
+            count = series.count if isinstance(series, HistogramSeries) else series.updates
+            shards = list(series.shards)
+        # A shard's count is its histogram count; its updates count active-gauge changes.
+        index = 0 if isinstance(series, HistogramSeries) else 8
+        return int(count) + sum(int(shard.read()[index]) for shard in shards)
 
     def snapshot(self) -> list[Any]:
         with self.lock:
@@ -287,20 +304,22 @@ class Store:
 
     def __init__(self, *, cardinality_limit: int = DEFAULT_CARDINALITY_LIMIT) -> None:
         self.cardinality_limit = cardinality_limit
+        # A forked child has a copy: it must not take the copy's locks (see Operation).
+        self.pid = os.getpid()
         self.duration = _Table(HistogramSeries, cardinality_limit, _DURATION.name, self._overflowed)
         self.active = _Table(SumSeries, cardinality_limit, _ACTIVE.name, self._overflowed)
         self.bundle_requests = _Table(SumSeries, cardinality_limit, _BUNDLE.name, self._overflowed)
         self.inventory_errors = _Table(
             SumSeries, cardinality_limit, _INVENTORY_ERRORS.name, self._overflowed
         )
-        # certobs.metric.overflow, by metric: one series per metric above, never more.
+        # certobs.metric.overflow, by metric: one series per metric above, never more. Set
+        # from the overflow series' counts at each collection (see _count_overflow).
         self.overflow = _Table(SumSeries, 64)
         self._readers: dict[int, _ReaderState] = {}
         self._lock = threading.Lock()
 
     def _overflowed(self, metric: str) -> None:
-        """Count one measurement folded into ``metric``'s overflow series; warn once."""
-        self.overflow.get({CERTOBS_METRIC_NAME: metric}).add(1)
+        """``metric`` reached its limit: warn, once."""
         log_once(
             f"overflow:{metric}",
             "certobs: %s reached its limit of %d attribute sets; measurements with new sets "
@@ -311,6 +330,15 @@ class Store:
             metric,
             self.cardinality_limit,
         )
+
+    def _count_overflow(self) -> None:
+        """Make certobs.metric.overflow the measurement count of each overflow series."""
+        for table in (self.duration, self.active, self.bundle_requests, self.inventory_errors):
+            count = table.overflow_count()
+            if count:
+                series = self.overflow.get({CERTOBS_METRIC_NAME: table.name})
+                with series.lock:
+                    series.value = series.updates = count
 
     # Hooking into readers.
 
@@ -408,6 +436,7 @@ class Store:
                     ),
                 )
             )
+        self._count_overflow()
         for definition, table, delta, monotonic in (
             (_ACTIVE, self.active, state.updown_delta, False),
             (_BUNDLE, self.bundle_requests, state.counter_delta, True),

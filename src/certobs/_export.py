@@ -7,6 +7,7 @@ none of them.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib
 import inspect
 import logging
@@ -377,6 +378,14 @@ def _after_fork_in_child() -> None:
     if inherited is None or resolved is None or _Configured.pid == os.getpid():
         return
     try:
+        from opentelemetry import trace
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        inherited_tracer = _Configured.tracer_provider
+        server = _Configured.http_server
+        # configure(set_global=True): the application records through these too.
+        global_meter = metrics_internal._METER_PROVIDER is inherited
+        global_tracer = inherited_tracer is not None and trace._TRACER_PROVIDER is inherited_tracer
         _silence(inherited, _Configured.readers)
         _Configured.meter_provider = None
         _Configured.tracer_provider = None
@@ -385,19 +394,29 @@ def _after_fork_in_child() -> None:
         _Configured.readers = []
         _runtime.install(None, None)
         if resolved.exporter == "prometheus":
-            # One scrape port per process would be needed; the port is the parent's.
+            port = server.server_address[1] if server is not None else resolved.prometheus_port
+            if server is not None:
+                # The child's copy of the parent's listening socket: nobody here accepts on it.
+                with contextlib.suppress(OSError):
+                    server.socket.close()
             logger.warning(
                 "certobs: process %d forked from a process exporting to Prometheus on port %d: "
                 "it records nothing. Call certobs.shutdown() and certobs.configure() with a "
                 "port of its own in the child (gunicorn: post_fork), or use exporter='otlp'",
                 os.getpid(),
-                resolved.prometheus_port,
+                port,
             )
             return
         import uuid
 
         attributes = {**resolved.resource_attributes, "service.instance.id": str(uuid.uuid4())}
         _install(attrs.evolve(resolved, resource_attributes=attributes), set_global=False)
+        # OpenTelemetry's globals can be set only once; in the child they must be the child's.
+        # Instruments the application created before the fork stay with the silenced ones.
+        if global_meter:
+            metrics_internal._METER_PROVIDER = _Configured.meter_provider
+        if global_tracer:
+            trace._TRACER_PROVIDER = _Configured.tracer_provider
         _register_multiprocessing_exit()
     except Exception as exc:  # never break the child over telemetry
         _runtime.install(None, None)

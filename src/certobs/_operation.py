@@ -12,7 +12,9 @@ import datetime as _dt
 import importlib
 import inspect
 import math
+import os
 import threading
+import traceback
 import weakref
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -301,6 +303,11 @@ class OperationHandle:
         duration = perf_counter() - self._start
         fast = self._fast
         inst = self._inst
+        if fast is not None and fast.store.pid != os.getpid():
+            # Began before os.fork(), ends in the child: the parent's store, whose locks
+            # another thread may have held at the fork, is left alone.
+            self._recording = False
+            self._fast = fast = None
         try:
             # Only a fully started run has a meaningful duration.
             if self._recording:
@@ -429,9 +436,11 @@ class _ThreadEnd:
 
 
 def _message(exc: BaseException) -> tuple[str | None, bool]:
-    """Return the exception's message that may be recorded, and whether it is the real one.
+    """Return the exception's message that may be recorded, and whether the SDK may record it.
 
-    None when ``__str__`` fails; a placeholder when the message holds key material.
+    The message is None when ``__str__`` fails, and a placeholder when it holds key material.
+    The SDK's exception event holds the whole chain (causes, context, notes): it may be used
+    only when none of it holds key material either.
     """
     try:
         text = str(exc)
@@ -439,14 +448,19 @@ def _message(exc: BaseException) -> tuple[str | None, bool]:
         return None, False
     if secret_reason("exception.message", text) is not None:
         return "[redacted by certobs: the message holds PEM or private key material]", False
-    return text, True
+    try:
+        chain = "".join(traceback.format_exception(exc))
+    except Exception:
+        return text, False
+    return text, secret_reason("exception.stacktrace", chain) is None
 
 
 def _record_error(span: trace.Span, exc: BaseException) -> None:
     """Put a failure on the span: ``error.type``, the error status and an exception event.
 
-    The event is the SDK's (``record_exception``) when the message can be recorded; else one
-    written here with the placeholder message and a stack trace without the message.
+    The event is the SDK's (``record_exception``) when the exception and its chain can be
+    recorded; else one written here with the message or its placeholder and the exception's
+    own stack trace, without the chain.
     """
     etype = error_type(exc)
     span.set_attribute(a.ERROR_TYPE, etype)
@@ -455,12 +469,12 @@ def _record_error(span: trace.Span, exc: BaseException) -> None:
     if genuine:
         span.record_exception(exc, escaped=True)
         return
-    import traceback  # only on this rare path; import time is budgeted
-
+    # This exception's own frames only: no message that holds key material, no chain.
     frames = "".join(traceback.format_tb(exc.__traceback__))
+    last = f"{etype}: {message}" if message else etype
     attributes: dict[str, AttributeValue] = {
         "exception.type": etype,
-        "exception.stacktrace": f"Traceback (most recent call last):\n{frames}{etype}",
+        "exception.stacktrace": f"Traceback (most recent call last):\n{frames}{last}",
         "exception.escaped": "True",
     }
     if message is not None:
@@ -864,6 +878,10 @@ class Operation:
             handle = current
             attrs = handle._metric_attrs
             handle._closed = True
+        if fast.store.pid != os.getpid():
+            # The call began before os.fork() and ends in the child: the store it began in is
+            # the parent's copy, whose locks another thread may have held at the fork.
+            return
         if exc is not None:
             attrs = {**attrs, a.ERROR_TYPE: error_type(exc)}
         series = fast.ok if attrs is self._metric_attrs else fast.store.duration.get(attrs)

@@ -255,71 +255,182 @@ MAX_PKCS12_ITERATIONS: Final = 10_000_000
 2,048 to 600,000; OpenSSL runs whatever the file says, and 2**31 iterations take minutes."""
 
 
-def _der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    """Parse the DER values in ``data[start:end]``: (tag, content start, content end) each.
+_HUGE: Final = 2**63
+"""Stands for an INTEGER longer than 8 bytes: more iterations than anything accepts."""
+_MAX_NESTING: Final = 32
+_MAX_VALUES: Final = 100_000
+_OID_DATA: Final = bytes.fromhex("2a864886f70d010701")  # 1.2.840.113549.1.7.1
+_OID_ENCRYPTED_DATA: Final = bytes.fromhex("2a864886f70d010706")  # 1.2.840.113549.1.7.6
 
-    Raises:
-        ValueError: The bytes are not a sequence of complete DER values.
+
+class _Ber:
+    """A bounded BER reader (the superset of DER that PKCS#12 files use and OpenSSL accepts).
+
+    Every method raises ValueError on anything it cannot read; the walk then fails closed.
     """
-    found = []
-    pos = start
-    while pos < end:
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.values = 0
+
+    def read(self, pos: int, end: int, depth: int) -> tuple[int, int, int, int]:
+        """One value at ``pos``: (tag, content start, content end, position after it)."""
+        self.values += 1
+        if self.values > _MAX_VALUES or depth > _MAX_NESTING:
+            raise ValueError("too many or too deeply nested values")
+        data = self.data
         if end - pos < 2:
-            raise ValueError("truncated")
+            raise ValueError("truncated value")
         tag, first = data[pos], data[pos + 1]
         pos += 2
         if tag & 0x1F == 0x1F:
-            raise ValueError("multi-byte tags are not used in PKCS#12")
+            raise ValueError("multi-byte tag")
+        if first == 0x80:  # indefinite length: up to the end-of-contents marker
+            if not tag & 0x20:
+                raise ValueError("indefinite length on a primitive value")
+            start = pos
+            while True:
+                if end - pos < 2:
+                    raise ValueError("no end-of-contents marker")
+                if data[pos] == 0 and data[pos + 1] == 0:
+                    return tag, start, pos, pos + 2
+                pos = self.read(pos, end, depth + 1)[3]
         if first < 0x80:
             size = first
         else:
             count = first & 0x7F
-            if count == 0 or count > 4 or end - pos < count:
+            if count > 8 or end - pos < count:
                 raise ValueError("bad length")
             size = int.from_bytes(data[pos : pos + count], "big")
             pos += count
         if size > end - pos:
             raise ValueError("length past the end")
-        found.append((tag, pos, pos + size))
-        pos += size
-    return found
+        return tag, pos, pos + size, pos + size
+
+    def children(self, start: int, end: int, depth: int) -> list[tuple[int, int, int]]:
+        """The values in ``[start, end)``: (tag, content start, content end) each."""
+        found = []
+        while start < end:
+            tag, begin, stop, start = self.read(start, end, depth)
+            found.append((tag, begin, stop))
+        return found
+
+    def octets(self, tag: int, start: int, end: int, depth: int) -> bytes:
+        """The bytes of an OCTET STRING, primitive or (BER) constructed from pieces."""
+        if tag == 0x04:
+            return self.data[start:end]
+        if tag == 0x24:
+            return b"".join(
+                self.octets(*child, depth + 1) for child in self.children(start, end, depth + 1)
+            )
+        raise ValueError("expected an OCTET STRING")
+
+    def integer(self, start: int, end: int) -> int:
+        if end - start > 8:
+            return _HUGE
+        return int.from_bytes(self.data[start:end], "big", signed=True)
+
+    def iterations_in(self, start: int, end: int, depth: int) -> int:
+        """The largest iteration count under ``[start, end)``.
+
+        MacData, PBES1 and PBKDF2 parameters all hold a salt (OCTET STRING) followed by the
+        count (INTEGER); constructed values are searched, OCTET STRINGs are not.
+        """
+        largest = 0
+        previous = 0
+        for tag, begin, stop in self.children(start, end, depth):
+            if tag == 0x02 and previous == 0x04:
+                largest = max(largest, self.integer(begin, stop))
+            elif tag & 0x20:
+                largest = max(largest, self.iterations_in(begin, stop, depth + 1))
+            previous = tag
+        return largest
 
 
 def _pkcs12_iterations(data: bytes) -> int:
-    """Return the largest iteration count a PKCS#12 bundle asks for (0 if it has none).
+    """Return the largest iteration count a PKCS#12 bundle asks for (0 if none).
 
-    The MAC (``MacData``), PBES1 and PBKDF2 parameters all hold a salt (OCTET STRING)
-    followed by an iteration count (INTEGER). They sit outside the encrypted parts: the walk
-    goes through constructed values and OCTET STRINGs that hold DER, bounded in depth and in
-    values visited, and stops at anything it cannot parse (cryptography then reports it).
+    Walks the places the counts are: the MAC (PFX.macData), and the algorithm parameters of
+    every encrypted part (encryptedData contents and the bags of plain data contents, shrouded
+    key bags among them). They are outside the encrypted bytes, so no password is needed.
+
+    Raises:
+        ValueError: The bundle's structure cannot be read: it cannot be checked, so it must not
+            be opened.
     """
+    ber = _Ber(data)
+    tag, start, end, _ = ber.read(0, len(data), 0)
+    if tag != 0x30:
+        raise ValueError("not a SEQUENCE")
+    pfx = ber.children(start, end, 1)
+    if len(pfx) < 2 or pfx[1][0] != 0x30:
+        raise ValueError("no authSafe")
     largest = 0
-    budget = 20_000
-    stack = [(0, len(data), 0)]
-    while stack and budget > 0:
-        start, end, depth = stack.pop()
-        try:
-            children = _der_children(data, start, end)
-        except ValueError:
-            continue
-        budget -= len(children)
-        previous = 0
-        for tag, begin, stop in children:
-            if tag == 0x02 and previous == 0x04:  # salt, then iteration count
-                largest = max(largest, int.from_bytes(data[begin:stop], "big", signed=True))
-            if depth < 16 and (tag & 0x20 or tag == 0x04):
-                stack.append((begin, stop, depth + 1))
-            previous = tag
+    if len(pfx) > 2 and pfx[2][0] == 0x30:
+        largest = ber.iterations_in(pfx[2][1], pfx[2][2], 2)
+    content = _data_content(ber, pfx[1], 2)
+    if content:
+        safe = _Ber(content)
+        safe.values = ber.values
+        tag, start, end, _ = safe.read(0, len(content), 3)
+        if tag != 0x30:
+            raise ValueError("authenticated safe is not a SEQUENCE")
+        for info in safe.children(start, end, 4):
+            kind, parts = _content_info(safe, info, 5)
+            if kind == _OID_DATA:
+                bags = _Ber(safe.octets(*parts, 6))
+                bags.values = safe.values
+                largest = max(largest, bags.iterations_in(0, len(bags.data), 7))
+                safe.values = bags.values
+            elif kind == _OID_ENCRYPTED_DATA:
+                # EncryptedData: version, EncryptedContentInfo (type, algorithm, [0] bytes)
+                encrypted = safe.children(parts[1], parts[2], 6)
+                if len(encrypted) < 2 or encrypted[1][0] != 0x30:
+                    raise ValueError("bad EncryptedData")
+                info_parts = safe.children(encrypted[1][1], encrypted[1][2], 7)
+                if len(info_parts) < 2 or info_parts[1][0] != 0x30:
+                    raise ValueError("bad EncryptedContentInfo")
+                algorithm = info_parts[1]
+                largest = max(largest, safe.iterations_in(algorithm[1], algorithm[2], 8))
+        ber.values = safe.values
     return largest
 
 
+def _content_info(
+    ber: _Ber, value: tuple[int, int, int], depth: int
+) -> tuple[bytes, tuple[int, int, int]]:
+    """A ContentInfo: its content type (OID bytes) and the value inside its [0] wrapper."""
+    if value[0] != 0x30:
+        raise ValueError("ContentInfo is not a SEQUENCE")
+    parts = ber.children(value[1], value[2], depth)
+    if len(parts) < 2 or parts[0][0] != 0x06 or parts[1][0] != 0xA0:
+        raise ValueError("bad ContentInfo")
+    wrapped = ber.children(parts[1][1], parts[1][2], depth + 1)
+    if len(wrapped) != 1:
+        raise ValueError("bad ContentInfo content")
+    return ber.data[parts[0][1] : parts[0][2]], wrapped[0]
+
+
+def _data_content(ber: _Ber, auth_safe: tuple[int, int, int], depth: int) -> bytes:
+    """The authenticated safe: the bytes of the PFX's data ContentInfo."""
+    kind, inner = _content_info(ber, auth_safe, depth)
+    if kind != _OID_DATA:
+        raise ValueError("only password-integrity bundles (a data authSafe) are read")
+    return ber.octets(*inner, depth + 2)
+
+
 def _from_pkcs12(data: bytes, password: bytes | str | None) -> list[x509.Certificate]:
-    iterations = _pkcs12_iterations(data)
+    try:
+        iterations = _pkcs12_iterations(data)
+    except ValueError as exc:
+        raise CertificateError(
+            Reason.BAD_FORMAT, f"not a valid PKCS#12 bundle: its structure cannot be read ({exc})"
+        ) from None
     if iterations > MAX_PKCS12_ITERATIONS:
         raise CertificateError(
             Reason.BAD_FORMAT,
-            f"PKCS#12 bundle asks for {iterations:,} key-derivation iterations, more than the "
-            f"{MAX_PKCS12_ITERATIONS:,} certobs accepts (opening it would take minutes); "
+            "PKCS#12 bundle asks for more key-derivation or MAC iterations than the "
+            f"{MAX_PKCS12_ITERATIONS:,} certobs accepts (opening it could take minutes); "
             "re-export it with a usual count",
         )
     if isinstance(password, str):
