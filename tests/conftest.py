@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 import certobs
+from otlp_pipeline import OtlpSink
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +27,14 @@ def _empty_default_inventory():
     module = sys.modules.get("certobs.inventory")
     if module is not None and module._default is not None:
         module._default.clear()
+
+
+@pytest.fixture
+def otlp_sink() -> Iterator[OtlpSink]:
+    """An OTLP/HTTP sink on a free 127.0.0.1 port, stopped at teardown."""
+    sink = OtlpSink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

@@ -40,17 +40,6 @@ DELIVERY_TIMEOUT = 20.0
 
 
 @pytest.fixture
-def otlp_sink() -> Iterator[OtlpSink]:
-    """An OTLP/HTTP sink on a free 127.0.0.1 port, stopped at teardown."""
-    sink = OtlpSink()
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture
 def collector(otlp_sink: OtlpSink, tmp_path: Path) -> Iterator[Collector]:
     """rotel-agent receiving OTLP on free 127.0.0.1 ports and forwarding to ``otlp_sink``."""
     agent = new_collector(otlp_sink, tmp_path)

@@ -50,17 +50,6 @@ DELIVERY_TIMEOUT = 30.0
 
 
 @pytest.fixture
-def otlp_sink() -> Iterator[OtlpSink]:
-    """An OTLP/HTTP sink on a free 127.0.0.1 port, stopped at teardown."""
-    sink = OtlpSink()
-    sink.start()
-    try:
-        yield sink
-    finally:
-        sink.stop()
-
-
-@pytest.fixture
 def agent(otlp_sink: OtlpSink, tmp_path: Path) -> Iterator[Collector]:
     """A rotel-agent on fixed free ports, not started: each test starts and stops it."""
     collector = new_collector(otlp_sink, tmp_path)
