@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -340,6 +341,39 @@ def test_pkcs12_with_huge_iteration_count_does_not_hang(encoding):
         subprocess.run([sys.executable, "-c", code], check=True, timeout=3)
     except subprocess.TimeoutExpired:
         pytest.fail("load_certificates() was still working after 3 s")
+
+
+HOSTILE_PKCS12 = (
+    # Found by review, each a way past an earlier version of the iteration check; with the
+    # password b"pw" (or none) OpenSSL would work for minutes on each.
+    "mac-constructed-salt.p12",  # the MAC's salt as a BER constructed OCTET STRING, 2**31-1
+    "key-bag-constructed-salt.p12",  # the same in a shrouded key bag's PBKDF2 parameters
+    "twenty-parts-10m-each.p12",  # twenty encrypted parts at exactly the per-part cap
+    "scrypt-key-bag.p12",  # scrypt, whose cost is not an iteration count
+)
+
+
+@pytest.mark.parametrize("name", HOSTILE_PKCS12)
+def test_hostile_pkcs12_is_refused_at_once(name):
+    """Bundles that would keep OpenSSL busy for minutes are bad_format before it starts."""
+    path = Path(__file__).resolve().parent.parent / "fuzz" / "corpus" / "fuzz_x509" / name
+    code = textwrap.dedent(
+        f"""
+        from certobs.x509 import CertificateError, load_certificates
+        data = open({str(path)!r}, "rb").read()
+        for password in (None, b"pw"):
+            try:
+                load_certificates(data, password=password)
+            except CertificateError as exc:
+                assert exc.reason == "bad_format", exc.reason
+            else:
+                raise AssertionError("loaded")
+        """
+    )
+    try:
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{name}: load_certificates() was still working after 5 s")
 
 
 @pytest.mark.filterwarnings("ignore:PKCS#12 bundle could not be parsed as DER")
@@ -751,7 +785,7 @@ def test_pkcs12_iteration_cap_covers_key_derivation(monkeypatch):
     with pytest.raises(CertificateError) as raised:
         load_certificates(data, password=b"pw")
     assert raised.value.reason == "bad_format"
-    assert "more key-derivation or MAC iterations" in str(raised.value)
+    assert "more key-derivation and MAC iterations" in str(raised.value)
 
 
 @pytest.mark.parametrize("how", ["cause", "context", "note"])
@@ -779,3 +813,18 @@ def test_pem_in_a_chained_exception_is_not_recorded(how):
     assert not any(marker in text for text in recorded for marker in MARKERS)
     assert "renewal failed" in span.status.description
     assert any("Traceback" in text for text in recorded)  # the stack trace is still there
+
+
+def test_pem_in_a_source_line_is_not_recorded():
+    """When the stack trace is written by certobs, source lines stay out of it."""
+
+    def fail() -> None:
+        raise RuntimeError("renewal failed") from ValueError("-----BEGIN PRIVATE KEY-----M")
+
+    with capture(strict=True) as telemetry:
+        with pytest.raises(RuntimeError), certobs.renewal():
+            fail()
+        (span,) = telemetry.spans()
+    recorded = [str(v) for event in span.events for v in dict(event.attributes or {}).values()]
+    assert not any(marker in text for text in recorded for marker in MARKERS)
+    assert any("in fail" in text for text in recorded)  # the frames are there, by name

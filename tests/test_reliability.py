@@ -768,3 +768,37 @@ def test_fork_inside_a_call_does_not_deadlock_the_child() -> None:
     """
     result = run_workload(FORK_IN_CALL_WORKLOAD)
     assert result.stdout.strip() == "child exited 0", result.stdout
+
+
+FORK_WITH_CAPTURE_WORKLOAD = """
+import json, os
+import certobs
+from certobs.testing import capture
+
+@certobs.renewal
+def renew():
+    return 1
+
+with capture(traces=True) as telemetry:
+    renew()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(6):
+            renew()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    renewals = {"certificate.operation.name": "renew"}
+    active = telemetry.point("certificate.operation.active", renewals)
+    duration = telemetry.point("certificate.operation.duration", renewals)
+    print(json.dumps([active.value, duration.count]))
+"""
+
+
+def test_fork_with_a_store_installed_without_configure() -> None:
+    """A child of a process recording into certobs.testing.capture() records nothing.
+
+    Nothing into the parent's copy: no active count left behind, no lock of the parent's taken.
+    """
+    result = run_workload(FORK_WITH_CAPTURE_WORKLOAD)
+    assert json.loads(result.stdout) == [0, 1]

@@ -338,7 +338,8 @@ class Store:
             if count:
                 series = self.overflow.get({CERTOBS_METRIC_NAME: table.name})
                 with series.lock:
-                    series.value = series.updates = count
+                    # Readers collect concurrently: a count never goes back.
+                    series.value = series.updates = max(series.value, count)
 
     # Hooking into readers.
 

@@ -469,8 +469,12 @@ def _record_error(span: trace.Span, exc: BaseException) -> None:
     if genuine:
         span.record_exception(exc, escaped=True)
         return
-    # This exception's own frames only: no message that holds key material, no chain.
-    frames = "".join(traceback.format_tb(exc.__traceback__))
+    # This exception's own frames, without their source lines (a line may hold what was
+    # flagged), no message that holds key material, no chain.
+    frames = "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        for frame in traceback.extract_tb(exc.__traceback__)
+    )
     last = f"{etype}: {message}" if message else etype
     attributes: dict[str, AttributeValue] = {
         "exception.type": etype,

@@ -82,6 +82,11 @@ def install(
 def _reinit_lock_in_child() -> None:
     # A lock held by another thread at os.fork() stays held forever in the child.
     _State.lock = threading.Lock()
+    if _State.store is not None and _State.store.pid != os.getpid():
+        # The parent's aggregates, and their locks: the child must not record into them.
+        # configure() rebuilds the child's own (see certobs._export); anything else installed
+        # (certobs.testing.capture) records nothing in the child.
+        install(None, None)
 
 
 if hasattr(os, "register_at_fork"):

@@ -251,8 +251,9 @@ def _from_pem(data: bytes) -> list[x509.Certificate]:
 
 
 MAX_PKCS12_ITERATIONS: Final = 10_000_000
-"""The most key-derivation or MAC iterations a PKCS#12 bundle may ask for. Common tools use
-2,048 to 600,000; OpenSSL runs whatever the file says, and 2**31 iterations take minutes."""
+"""The most key-derivation and MAC iterations, all parts added up, a PKCS#12 bundle may ask
+for. Common tools use 2,048 to 600,000 per part, a few parts; OpenSSL runs whatever the file
+says, and 2**31 iterations take minutes."""
 
 
 _HUGE: Final = 2**63
@@ -261,6 +262,7 @@ _MAX_NESTING: Final = 32
 _MAX_VALUES: Final = 100_000
 _OID_DATA: Final = bytes.fromhex("2a864886f70d010701")  # 1.2.840.113549.1.7.1
 _OID_ENCRYPTED_DATA: Final = bytes.fromhex("2a864886f70d010706")  # 1.2.840.113549.1.7.6
+_OID_SCRYPT: Final = bytes.fromhex("2b06010401da47040b")  # 1.3.6.1.4.1.11591.4.11
 
 
 class _Ber:
@@ -331,28 +333,36 @@ class _Ber:
         return int.from_bytes(self.data[start:end], "big", signed=True)
 
     def iterations_in(self, start: int, end: int, depth: int) -> int:
-        """The largest iteration count under ``[start, end)``.
+        """The iteration counts under ``[start, end)``, added up.
 
-        MacData, PBES1 and PBKDF2 parameters all hold a salt (OCTET STRING) followed by the
-        count (INTEGER); constructed values are searched, OCTET STRINGs are not.
+        MacData, PBES1 and PBKDF2 parameters all hold a salt (an OCTET STRING, which BER lets
+        be constructed) followed by the count (INTEGER); constructed values are searched,
+        OCTET STRINGs are not.
+
+        Raises:
+            ValueError: scrypt key derivation: its cost is not an iteration count.
         """
-        largest = 0
+        total = 0
         previous = 0
         for tag, begin, stop in self.children(start, end, depth):
-            if tag == 0x02 and previous == 0x04:
-                largest = max(largest, self.integer(begin, stop))
+            if tag == 0x02 and previous in (0x04, 0x24):
+                total += max(self.integer(begin, stop), 0)
+            elif tag == 0x06 and self.data[begin:stop] == _OID_SCRYPT:
+                raise ValueError("scrypt key derivation is not supported")
             elif tag & 0x20:
-                largest = max(largest, self.iterations_in(begin, stop, depth + 1))
+                total += self.iterations_in(begin, stop, depth + 1)
             previous = tag
-        return largest
+        return total
 
 
 def _pkcs12_iterations(data: bytes) -> int:
-    """Return the largest iteration count a PKCS#12 bundle asks for (0 if none).
+    """Return the iterations opening a PKCS#12 bundle costs, all added up (0 if none).
 
-    Walks the places the counts are: the MAC (PFX.macData), and the algorithm parameters of
-    every encrypted part (encryptedData contents and the bags of plain data contents, shrouded
-    key bags among them). They are outside the encrypted bytes, so no password is needed.
+    Walks the places the counts are: the MAC (PFX.macData; counted twice, as OpenSSL tries
+    both no password and the empty one), and the algorithm parameters of every encrypted part
+    (encryptedData contents and the bags of plain data contents, shrouded key bags among
+    them). They are outside the encrypted bytes, so no password is needed; what an encrypted
+    part holds (a key bag inside encryptedData) is out of reach.
 
     Raises:
         ValueError: The bundle's structure cannot be read: it cannot be checked, so it must not
@@ -365,9 +375,9 @@ def _pkcs12_iterations(data: bytes) -> int:
     pfx = ber.children(start, end, 1)
     if len(pfx) < 2 or pfx[1][0] != 0x30:
         raise ValueError("no authSafe")
-    largest = 0
+    total = 0
     if len(pfx) > 2 and pfx[2][0] == 0x30:
-        largest = ber.iterations_in(pfx[2][1], pfx[2][2], 2)
+        total = 2 * ber.iterations_in(pfx[2][1], pfx[2][2], 2)
     content = _data_content(ber, pfx[1], 2)
     if content:
         safe = _Ber(content)
@@ -380,7 +390,7 @@ def _pkcs12_iterations(data: bytes) -> int:
             if kind == _OID_DATA:
                 bags = _Ber(safe.octets(*parts, 6))
                 bags.values = safe.values
-                largest = max(largest, bags.iterations_in(0, len(bags.data), 7))
+                total += bags.iterations_in(0, len(bags.data), 7)
                 safe.values = bags.values
             elif kind == _OID_ENCRYPTED_DATA:
                 # EncryptedData: version, EncryptedContentInfo (type, algorithm, [0] bytes)
@@ -391,9 +401,9 @@ def _pkcs12_iterations(data: bytes) -> int:
                 if len(info_parts) < 2 or info_parts[1][0] != 0x30:
                     raise ValueError("bad EncryptedContentInfo")
                 algorithm = info_parts[1]
-                largest = max(largest, safe.iterations_in(algorithm[1], algorithm[2], 8))
+                total += safe.iterations_in(algorithm[1], algorithm[2], 8)
         ber.values = safe.values
-    return largest
+    return total
 
 
 def _content_info(
@@ -429,9 +439,9 @@ def _from_pkcs12(data: bytes, password: bytes | str | None) -> list[x509.Certifi
     if iterations > MAX_PKCS12_ITERATIONS:
         raise CertificateError(
             Reason.BAD_FORMAT,
-            "PKCS#12 bundle asks for more key-derivation or MAC iterations than the "
-            f"{MAX_PKCS12_ITERATIONS:,} certobs accepts (opening it could take minutes); "
-            "re-export it with a usual count",
+            "PKCS#12 bundle asks for more key-derivation and MAC iterations, all its parts "
+            f"together, than the {MAX_PKCS12_ITERATIONS:,} certobs accepts (opening it could "
+            "take minutes); re-export it with a usual count",
         )
     if isinstance(password, str):
         try:
