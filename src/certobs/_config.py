@@ -91,25 +91,14 @@ def _interval_ms(value: str) -> float:
     return millis / 1000.0
 
 
-def _port(name: str) -> Callable[[str], int]:
+def _whole(name: str, what: str) -> Callable[[str], int]:
+    """Parse a whole number from the environment; the error says what it should be."""
+
     def convert(value: str) -> int:
         try:
             return int(value)
         except ValueError:
-            raise ConfigurationError(f"{name}={value!r} is not a port number") from None
-
-    return convert
-
-
-def _limit(name: str) -> Callable[[str], int]:
-    def convert(value: str) -> int:
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigurationError(
-                f"{name}={value!r} is not a whole number of attribute sets "
-                f"(default {DEFAULT_CARDINALITY_LIMIT})"
-            ) from None
+            raise ConfigurationError(f"{name}={value!r} is not {what}") from None
 
     return convert
 
@@ -297,13 +286,21 @@ def settings(
     port = resolve(
         prometheus_port,
         env,
-        ((OTEL_EXPORTER_PROMETHEUS_PORT, _port(OTEL_EXPORTER_PROMETHEUS_PORT)),),
+        ((OTEL_EXPORTER_PROMETHEUS_PORT, _whole(OTEL_EXPORTER_PROMETHEUS_PORT, "a port number")),),
         DEFAULT_PROMETHEUS_PORT,
     )
     limit = resolve(
         cardinality_limit,
         env,
-        ((CERTOBS_CARDINALITY_LIMIT, _limit(CERTOBS_CARDINALITY_LIMIT)),),
+        (
+            (
+                CERTOBS_CARDINALITY_LIMIT,
+                _whole(
+                    CERTOBS_CARDINALITY_LIMIT,
+                    f"a whole number of attribute sets (default {DEFAULT_CARDINALITY_LIMIT})",
+                ),
+            ),
+        ),
         DEFAULT_CARDINALITY_LIMIT,
     )
     if service_name is not None and (not isinstance(service_name, str) or not service_name):

@@ -12,6 +12,7 @@ import importlib
 import inspect
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -386,7 +387,7 @@ def _after_fork_in_child() -> None:
         # configure(set_global=True): the application records through these too.
         global_meter = metrics_internal._METER_PROVIDER is inherited
         global_tracer = inherited_tracer is not None and trace._TRACER_PROVIDER is inherited_tracer
-        _silence(inherited, _Configured.readers)
+        _silence(_Configured.readers)
         _Configured.meter_provider = None
         _Configured.tracer_provider = None
         _Configured.http_server = None  # the parent's; its serving thread is not in the child
@@ -423,14 +424,13 @@ def _after_fork_in_child() -> None:
         logger.error("certobs: could not set up telemetry in forked process: %r", exc)
 
 
-def _silence(meter_provider: MeterProvider, readers: list[MetricReader]) -> None:
+def _silence(readers: list[MetricReader]) -> None:
     """Make the inherited readers collect and export nothing, from this process, ever.
 
     ``_collect`` is the callback the provider gave each reader (an SDK internal, the one the
     store wraps too). A reader whose callback returns None exports nothing; the SDK restarts
     a periodic reader's thread in the child, and setting its stop event lets that thread end.
     """
-    del meter_provider  # kept alive by the caller's frame only; never shut down (it would export)
 
     def nothing(reader: MetricReader, timeout_millis: float = 10_000) -> None:
         return None
@@ -444,8 +444,6 @@ def _silence(meter_provider: MeterProvider, readers: list[MetricReader]) -> None
 
 def _register_multiprocessing_exit() -> None:
     """Flush at the end of a ``multiprocessing`` child, which exits without exit handlers."""
-    import sys
-
     if "multiprocessing" not in sys.modules:
         return
     from multiprocessing import util

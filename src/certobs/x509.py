@@ -271,14 +271,19 @@ class _Ber:
     Every method raises ValueError on anything it cannot read; the walk then fails closed.
     """
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, read: list[int] | None = None) -> None:
         self.data = data
-        self.values = 0
+        # Values read so far, shared by the readers of the bytes nested in these (nested()).
+        self.read_count = read if read is not None else [0]
+
+    def nested(self, data: bytes) -> _Ber:
+        """A reader of bytes found inside these, under the same budget of values."""
+        return _Ber(data, self.read_count)
 
     def read(self, pos: int, end: int, depth: int) -> tuple[int, int, int, int]:
         """One value at ``pos``: (tag, content start, content end, position after it)."""
-        self.values += 1
-        if self.values > _MAX_VALUES or depth > _MAX_NESTING:
+        self.read_count[0] += 1
+        if self.read_count[0] > _MAX_VALUES or depth > _MAX_NESTING:
             raise ValueError("too many or too deeply nested values")
         data = self.data
         if end - pos < 2:
@@ -380,18 +385,15 @@ def _pkcs12_iterations(data: bytes) -> int:
         total = 2 * ber.iterations_in(pfx[2][1], pfx[2][2], 2)
     content = _data_content(ber, pfx[1], 2)
     if content:
-        safe = _Ber(content)
-        safe.values = ber.values
+        safe = ber.nested(content)
         tag, start, end, _ = safe.read(0, len(content), 3)
         if tag != 0x30:
             raise ValueError("authenticated safe is not a SEQUENCE")
         for info in safe.children(start, end, 4):
             kind, parts = _content_info(safe, info, 5)
             if kind == _OID_DATA:
-                bags = _Ber(safe.octets(*parts, 6))
-                bags.values = safe.values
+                bags = safe.nested(safe.octets(*parts, 6))
                 total += bags.iterations_in(0, len(bags.data), 7)
-                safe.values = bags.values
             elif kind == _OID_ENCRYPTED_DATA:
                 # EncryptedData: version, EncryptedContentInfo (type, algorithm, [0] bytes)
                 encrypted = safe.children(parts[1], parts[2], 6)
@@ -402,7 +404,6 @@ def _pkcs12_iterations(data: bytes) -> int:
                     raise ValueError("bad EncryptedContentInfo")
                 algorithm = info_parts[1]
                 total += safe.iterations_in(algorithm[1], algorithm[2], 8)
-        ber.values = safe.values
     return total
 
 
